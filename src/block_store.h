@@ -1,0 +1,74 @@
+// The block store: a fixed-size address space of bytes held in VRAM (cuda)
+// or RAM (host).  Only the page cache talks to it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace vramfs {
+
+struct options;
+
+// A queue of copies owned by one thread: a CUDA stream for the cuda store.
+// Copies queued on one channel complete in order.
+class store_channel {
+ public:
+  virtual ~store_channel() = default;
+};
+
+class block_store {
+ public:
+  virtual ~block_store() = default;
+
+  virtual const char *backend() const = 0;  // "cuda" or "host"
+  virtual std::string device() const = 0;   // e.g. "NVIDIA H100 (0000:65:00.0)"
+  uint64_t size() const { return size_; }
+  bool lazy() const { return lazy_; }
+  // Memory is taken and given back in whole chunks in lazy mode.
+  virtual uint64_t chunk_size() const = 0;
+  // Memory held for the data now (VRAM for cuda, RAM for host).
+  virtual uint64_t held_bytes() const = 0;
+
+  // Every thread that copies owns one channel, made before the mount is
+  // announced so that the I/O path allocates nothing.
+  virtual std::unique_ptr<store_channel> open_channel() = 0;
+
+  // Queue a copy between the store and host memory from alloc_host().  The
+  // copy is complete, and the host buffer free to reuse, only once wait() on
+  // the same channel has returned 0.  A failed submit or wait answers -EIO
+  // (or another negative errno); the range's contents are then unknown.
+  virtual int submit_read(store_channel &ch, uint64_t offset, void *dst, size_t len) = 0;
+  virtual int submit_write(store_channel &ch, uint64_t offset, const void *src,
+                           size_t len) = 0;
+  virtual int wait(store_channel &ch) = 0;
+
+  // Lazy mode: back [offset, offset + len) with memory, a whole chunk at a
+  // time; -ENOSPC when the device has none left.  Reserved mode: no-op.
+  virtual int ensure_backed(uint64_t offset, uint64_t len) = 0;
+  // Lazy mode: give back the memory of the chunk-aligned range.  The caller
+  // guarantees that no block in it holds data.  Reserved mode: no-op.
+  virtual void release(uint64_t offset, uint64_t len) = 0;
+
+  // Host memory for cache lines and request buffers: page-aligned, locked,
+  // and pinned for DMA where the backend copies with DMA.  Never returns
+  // nullptr; throws std::bad_alloc.
+  virtual void *alloc_host(size_t bytes) = 0;
+  virtual void free_host(void *ptr, size_t bytes) = 0;
+
+ protected:
+  block_store(uint64_t size, bool lazy) : size_(size), lazy_(lazy) {}
+
+ private:
+  uint64_t size_;
+  bool lazy_;
+};
+
+// Creates the store the options ask for, resolving size= against the
+// backend's capacity.  On failure returns nullptr with a message for the user
+// in *error.
+std::unique_ptr<block_store> create_store(const options &opts, std::string *error);
+
+}  // namespace vramfs

@@ -1,0 +1,62 @@
+// Daemon life: the steps that keep a swap daemon from waiting on its own
+// swap (DESIGN.md, rules 1, 6 and 8), in the order main() takes them.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <optional>
+#include <string>
+#include <thread>
+
+namespace vramfs {
+
+// The mountpoint exists, is a directory and has no vramfs on it already.
+std::optional<std::string> check_mountpoint(const std::string &path);
+
+// Forks.  The parent waits until the child calls report_ready() or
+// report_failure(), or dies, and exits with status 0 or 1 accordingly; only
+// the child returns.  Nothing CUDA may have run before this (rule 8).
+class startup_report {
+ public:
+  void daemonize();
+  // In the foreground these print; once daemonized they tell the parent.
+  void ready();
+  void failure(const std::string &message);
+
+ private:
+  int fd_ = -1;  // the pipe to the waiting parent, in the child
+};
+
+// Raises RLIMIT_MEMLOCK and locks all present and future memory.
+std::optional<std::string> lock_memory();
+// PR_SET_IO_FLUSHER: reclaim never makes this thread, or any thread it
+// creates afterwards, wait on I/O, which may be I/O to this very swap.
+std::optional<std::string> become_io_flusher();
+// oom_score_adj -1000: the OOM killer never picks the process serving swap.
+std::optional<std::string> protect_from_oom();
+// Gives every thread created from now on (ours, libfuse's, CUDA's) a small
+// stack: with all memory locked, each default 8 MiB stack would be resident.
+void limit_thread_stacks();
+// Blocks the stop signals in this thread and so in every thread it creates;
+// only the stop_signals thread receives them.
+void block_stop_signals();
+
+// Receives SIGTERM, SIGINT and SIGHUP and asks on_stop() what to do: it
+// returns the refusal to log, or std::nullopt when the daemon may stop.
+class stop_signals {
+ public:
+  explicit stop_signals(std::function<std::optional<std::string>(const char *)> on_stop);
+  ~stop_signals();
+
+ private:
+  void run();
+  std::function<std::optional<std::string>(const char *)> on_stop_;
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+// Unmounts without detaching lazily: fails with EBUSY while the file is
+// open, so a stop can never strand a loop device.
+std::optional<std::string> unmount(const std::string &mountpoint);
+
+}  // namespace vramfs

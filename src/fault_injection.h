@@ -1,0 +1,40 @@
+// A testing aid: VRAMFS_INJECT_FAULT makes chosen store operations fail, so
+// the error paths are exercised without broken hardware.
+//
+//   VRAMFS_INJECT_FAULT=copy:N     the Nth copy to or from the store fails (EIO)
+//   VRAMFS_INJECT_FAULT=alloc:N    the Nth lazy allocation fails (ENOSPC)
+//   VRAMFS_INJECT_FAULT=sticky:N   the Nth copy fails as if the device were
+//                                  lost: the store answers EIO from then on
+//
+// Items may be combined with commas.  Counting starts at 1.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace vramfs {
+
+enum class fault_kind { copy, alloc, sticky };
+
+class fault_injection {
+ public:
+  // Reads VRAMFS_INJECT_FAULT; an unparsable value is an error message.
+  static std::optional<std::string> configure_from_environment();
+  static std::optional<std::string> configure(const std::string &spec);
+
+  // Counts one operation; true when it is the one chosen to fail.
+  static bool copy_fails() { return hit(copy_at_, copy_count_); }
+  static bool alloc_fails() { return hit(alloc_at_, alloc_count_); }
+  static bool copy_is_sticky_failure() { return hit(sticky_at_, sticky_count_); }
+
+ private:
+  static bool hit(uint64_t at, std::atomic<uint64_t> &count) {
+    return at && count.fetch_add(1, std::memory_order_relaxed) + 1 == at;
+  }
+  static inline uint64_t copy_at_ = 0, alloc_at_ = 0, sticky_at_ = 0;
+  static inline std::atomic<uint64_t> copy_count_{0}, alloc_count_{0}, sticky_count_{0};
+};
+
+}  // namespace vramfs

@@ -1,0 +1,282 @@
+#include "options.h"
+
+#include "config.h"
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+namespace vramfs {
+namespace {
+
+bool is_power_of_two(uint64_t v) { return v && !(v & (v - 1)); }
+
+std::optional<std::string> parse_unsigned(const std::string &text, uint64_t *out) {
+  if (text.empty() || text[0] < '0' || text[0] > '9') return "not a number";
+  errno = 0;
+  char *end;
+  unsigned long long v = strtoull(text.c_str(), &end, 10);
+  if (errno == ERANGE) return "too large";
+  if (*end) return "not a number";
+  *out = v;
+  return std::nullopt;
+}
+
+// Options of mount(8) and fstab that mean nothing to a FUSE filesystem and
+// that mount.fuse3 may pass on; accepted and ignored, as other filesystems do.
+bool is_ignored_mount_option(const std::string &key) {
+  static const char *const ignored[] = {"defaults", "auto",  "noauto", "user",
+                                        "nouser",   "users", "_netdev", "nofail",
+                                        "rw"};
+  for (const char *name : ignored)
+    if (key == name) return true;
+  return false;
+}
+
+std::string quoted(const std::string &s) { return "'" + s + "'"; }
+
+std::optional<std::string> parse_power_of_two_size(const std::string &key,
+                                                   const std::string &value,
+                                                   uint64_t min, uint64_t max,
+                                                   uint64_t *out) {
+  size_spec spec;
+  if (auto err = parse_size(value, false, &spec))
+    return "invalid " + key + "=" + value + ": " + *err;
+  if (!is_power_of_two(spec.bytes))
+    return "invalid " + key + "=" + value + ": must be a power of two";
+  if (spec.bytes < min || spec.bytes > max)
+    return "invalid " + key + "=" + value + ": must be between " + format_size(min) +
+           " and " + format_size(max);
+  *out = spec.bytes;
+  return std::nullopt;
+}
+
+// Applies one key[=value] from a -o list.  Unknown keys go to libfuse, which
+// rejects what it does not know either.
+std::optional<std::string> apply_option(const std::string &item, options *o,
+                                        bool *cache_given) {
+  size_t eq = item.find('=');
+  std::string key = item.substr(0, eq);
+  bool has_value = eq != std::string::npos;
+  std::string value = has_value ? item.substr(eq + 1) : "";
+  auto need_value = [&]() -> std::optional<std::string> {
+    if (!has_value || value.empty()) return "option " + key + "= needs a value";
+    return std::nullopt;
+  };
+
+  if (key == "size") {
+    if (auto e = need_value()) return e;
+    size_spec spec;
+    if (auto err = parse_size(value, true, &spec)) return "invalid size=" + value + ": " + *err;
+    if (!spec.is_percent() && spec.bytes % (4 * KiB))
+      return "invalid size=" + value + ": must be a multiple of 4K (the page size of swap)";
+    o->size = spec;
+  } else if (key == "reserve") {
+    if (auto e = need_value()) return e;
+    size_spec spec;
+    if (auto err = parse_size(value, false, &spec)) {
+      // 0 is a valid reserve; parse_size refuses it for sizes.
+      if (value != "0") return "invalid reserve=" + value + ": " + *err;
+      spec.bytes = 0;
+    }
+    o->reserve = spec;
+  } else if (key == "backend") {
+    if (value == "cuda") o->backend = backend_kind::cuda;
+    else if (value == "host") o->backend = backend_kind::host;
+    else return "invalid backend=" + value + ": must be cuda or host";
+  } else if (key == "device") {
+    if (auto e = need_value()) return e;
+    o->device = value;
+  } else if (key == "cache") {
+    if (auto e = need_value()) return e;
+    if (auto err = parse_power_of_two_size(key, value, 64 * KiB, max_cache, &o->cache)) return err;
+    *cache_given = true;
+  } else if (key == "block") {
+    if (auto e = need_value()) return e;
+    if (auto err = parse_power_of_two_size(key, value, min_block, max_block, &o->block)) return err;
+  } else if (key == "threads") {
+    if (auto e = need_value()) return e;
+    uint64_t n;
+    if (parse_unsigned(value, &n) || n < 1 || n > max_threads)
+      return "invalid threads=" + value + ": must be a number from 1 to " +
+             std::to_string(max_threads);
+    o->threads = unsigned(n);
+  } else if (key == "name") {
+    if (auto e = need_value()) return e;
+    if (value.find('/') != std::string::npos || value == "." || value == ".." ||
+        value == ".stats" || value.size() > 255)
+      return "invalid name=" + value + ": must be a plain file name other than .stats";
+    o->name = value;
+  } else if (key == "lazy") {
+    if (has_value) return "option lazy takes no value";
+    o->lazy = true;
+  } else if (is_ignored_mount_option(key)) {
+    // nothing
+  } else {
+    o->fuse_args.push_back("-o");
+    o->fuse_args.push_back(item);
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> apply_option_list(const std::string &list, options *o,
+                                             bool *cache_given) {
+  if (list.empty()) return "option -o needs a list of options";
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t comma = list.find(',', start);
+    if (comma == std::string::npos) comma = list.size();
+    std::string item = list.substr(start, comma - start);
+    if (!item.empty())
+      if (auto err = apply_option(item, o, cache_given)) return err;
+    start = comma + 1;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+backend_kind options::default_backend() {
+#ifdef HAVE_CUDA
+  return backend_kind::cuda;
+#else
+  return backend_kind::host;
+#endif
+}
+
+const char *backend_name(backend_kind kind) {
+  return kind == backend_kind::cuda ? "cuda" : "host";
+}
+
+std::optional<std::string> parse_size(const std::string &text, bool allow_percent,
+                                      size_spec *out) {
+  if (text.empty()) return "empty size";
+  if (text[0] == '-') return "must not be negative";
+  if (text[0] < '0' || text[0] > '9') return "not a number";
+  errno = 0;
+  char *end;
+  unsigned long long number = strtoull(text.c_str(), &end, 10);
+  if (errno == ERANGE) return "too large";
+  std::string suffix(end);
+
+  if (suffix == "%") {
+    if (!allow_percent) return "a percentage is not allowed here";
+    if (number < 1 || number > 100) return "a percentage must be from 1% to 100%";
+    *out = size_spec{0, unsigned(number)};
+    return std::nullopt;
+  }
+
+  unsigned shift = 0;
+  if (!suffix.empty()) {
+    static const char units[] = "KMGTP";
+    const char *unit = strchr(units, toupper((unsigned char)suffix[0]));
+    if (!unit || !*unit) return "unknown unit " + quoted(suffix) + " (use K, M, G, T or P)";
+    shift = 10 * unsigned(unit - units + 1);
+    std::string rest = suffix.substr(1);
+    if (!rest.empty() && rest != "B" && rest != "iB")
+      return "unknown unit " + quoted(suffix) + " (use K, M, G, T or P)";
+  }
+  if (number == 0) return "must be greater than 0";
+  if (shift && number > (UINT64_MAX >> shift)) return "too large";
+  *out = size_spec{uint64_t(number) << shift, 0};
+  return std::nullopt;
+}
+
+std::string format_size(uint64_t bytes) {
+  static const char units[] = "KMGTP";
+  int unit = -1;
+  while (bytes && bytes % 1024 == 0 && unit < 4) {
+    bytes /= 1024;
+    ++unit;
+  }
+  std::string s = std::to_string(bytes);
+  if (unit >= 0) s += units[unit];
+  return s;
+}
+
+std::optional<std::string> parse_command_line(int argc, const char *const *argv,
+                                              options *o) {
+  *o = options{};
+  bool cache_given = false;
+  std::vector<std::string> positional;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      o->show_help = true;
+    } else if (arg == "-V" || arg == "--version") {
+      o->show_version = true;
+    } else if (arg == "-f") {
+      o->foreground = true;
+    } else if (arg == "-d" || arg == "--debug") {
+      o->foreground = true;
+      o->debug = true;
+    } else if (arg == "-s") {
+      // libfuse's single-threaded flag: the worker pool is fixed, so refuse
+      // it rather than silently ignore it.
+      return "option -s is not supported: vramfs always runs its fixed pool of threads "
+             "(see -o threads=N)";
+    } else if (arg == "-o") {
+      if (i + 1 >= argc) return "option -o needs a list of options";
+      if (auto err = apply_option_list(argv[++i], o, &cache_given)) return err;
+    } else if (arg.rfind("-o", 0) == 0) {
+      if (auto err = apply_option_list(arg.substr(2), o, &cache_given)) return err;
+    } else if (arg == "--") {
+      for (++i; i < argc; ++i) positional.push_back(argv[i]);
+    } else if (arg.size() > 1 && arg[0] == '-') {
+      return "unknown option " + quoted(arg) + " (see vramfs --help)";
+    } else {
+      positional.push_back(arg);
+    }
+  }
+  if (o->show_help || o->show_version) return std::nullopt;
+
+  if (positional.empty()) return "no mountpoint given (usage: vramfs MOUNTPOINT -o size=SIZE)";
+  if (positional.size() > 2)
+    return "too many arguments: " + quoted(positional[2]) + " (usage: vramfs [SOURCE] MOUNTPOINT)";
+  if (positional.size() == 2) o->source = positional[0];
+  o->mountpoint = positional.back();
+
+  if (o->cache < o->block * 8) {
+    if (cache_given)
+      return "cache=" + format_size(o->cache) + " is too small for block=" +
+             format_size(o->block) + ": the cache must hold at least 8 blocks";
+    o->cache = o->block * 8;  // a large block raises the default cache with it
+  }
+  return std::nullopt;
+}
+
+std::string usage_text(const char *program) {
+  std::string text = "usage: " + std::string(program) +
+                     " [SOURCE] MOUNTPOINT [-f] [-d] [-o OPTION[,OPTION...]]\n"
+                     "\n"
+                     "Serves one swap file, MOUNTPOINT/swapfile, from GPU memory.\n"
+                     "\n"
+                     "vramfs options:\n"
+                     "    -o size=SIZE        size of the file: bytes, K/M/G/T, or N% of the\n"
+                     "                        backend's memory (cuda default: free VRAM minus reserve)\n"
+                     "    -o reserve=SIZE     VRAM left free when size is not given (default 512M)\n"
+                     "    -o backend=NAME     cuda (GPU memory) or host (RAM; for machines without\n"
+                     "                        a GPU and for testing); default " +
+                     std::string(backend_name(options::default_backend())) +
+                     "\n"
+                     "    -o device=DEV       GPU index, PCI bus id or UUID (default 0)\n"
+                     "    -o cache=SIZE       pinned host cache, power of two (default 64M)\n"
+                     "    -o block=SIZE       cache line and allocation unit, power of two,\n"
+                     "                        4K to 16M (default 64K)\n"
+                     "    -o threads=N        FUSE worker threads (default 16)\n"
+                     "    -o name=NAME        name of the data file (default swapfile)\n"
+                     "    -o lazy             take VRAM on first write and give it back on discard\n"
+                     "                        instead of reserving all of it at mount\n"
+                     "\n"
+                     "general options:\n"
+                     "    -f                  stay in the foreground\n"
+                     "    -d, --debug         foreground with debug messages\n"
+                     "    -h, --help          print this help\n"
+                     "    -V, --version       print the version\n"
+                     "\n"
+                     "FUSE mount options such as -o allow_other are passed to libfuse.\n"
+                     "See vramfs(8).\n";
+  return text;
+}
+
+}  // namespace vramfs

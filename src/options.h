@@ -1,0 +1,72 @@
+// Command line and -o option parsing for vramfs.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace vramfs {
+
+enum class backend_kind { cuda, host };
+
+// A size as the user wrote it: bytes, or a share of what the backend holds.
+struct size_spec {
+  uint64_t bytes = 0;
+  unsigned percent = 0;  // 1..100 when the user wrote N%
+
+  bool is_percent() const { return percent != 0; }
+  // Bytes for this spec on a backend of the given capacity.
+  uint64_t resolve(uint64_t capacity) const {
+    return is_percent() ? uint64_t((unsigned __int128)capacity * percent / 100) : bytes;
+  }
+};
+
+// Parses "4G", "512M", "1T", "4096", "50%" (when allow_percent).  Suffixes are
+// binary (K = 1024) and may be followed by "B" or "iB".  Returns an error
+// message, or std::nullopt on success.
+std::optional<std::string> parse_size(const std::string &text, bool allow_percent,
+                                      size_spec *out);
+
+// Renders bytes as the largest exact unit: 4294967296 -> "4G".
+std::string format_size(uint64_t bytes);
+
+constexpr uint64_t KiB = 1024, MiB = KiB * 1024, GiB = MiB * 1024;
+
+struct options {
+  std::string source;      // what mount(8) passes first; informational
+  std::string mountpoint;
+  std::optional<size_spec> size;  // unset: the backend picks (cuda: free - reserve)
+  size_spec reserve{512 * MiB, 0};
+  backend_kind backend = default_backend();
+  std::string device = "0";
+  uint64_t cache = 64 * MiB;
+  uint64_t block = 64 * KiB;
+  unsigned threads = 16;
+  std::string name = "swapfile";
+  bool lazy = false;
+  bool foreground = false;
+  bool debug = false;
+  bool show_help = false;
+  bool show_version = false;
+  // Arguments left for libfuse (its own -o options such as allow_other).
+  std::vector<std::string> fuse_args;
+
+  static backend_kind default_backend();
+};
+
+constexpr uint64_t min_block = 4 * KiB, max_block = 16 * MiB;
+constexpr uint64_t max_cache = 64 * GiB;
+constexpr unsigned max_threads = 256;
+
+// Parses argv (argv[0] included).  Returns an error message for the user, or
+// std::nullopt when *out is filled in and consistent.
+std::optional<std::string> parse_command_line(int argc, const char *const *argv,
+                                              options *out);
+
+const char *backend_name(backend_kind kind);
+
+// The --help text.
+std::string usage_text(const char *program);
+
+}  // namespace vramfs

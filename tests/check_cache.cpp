@@ -1,0 +1,294 @@
+// Unit tests: the page cache over the host store.
+#include "extent_map.h"
+#include "fault_injection.h"
+#include "host_store.h"
+#include "page_cache.h"
+#include "stats.h"
+
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <vector>
+
+// Last: check.h defines macros (fail) that clash with the C++ library.
+#include "check_main.h"
+
+using namespace vramfs;
+
+namespace {
+
+constexpr uint64_t block = 4096;
+
+// A file of `blocks` blocks behind a cache of `lines` lines (one set of
+// eight when lines is 8, so every block competes for the same lines).
+struct fixture {
+  explicit fixture(uint64_t blocks, uint64_t lines = 8, bool lazy = false)
+      : store(blocks * block, lazy),
+        extents(blocks),
+        cache(store, extents, counters, block, lines * block),
+        ch(store.open_channel()) {}
+
+  // What the store itself holds, bypassing the cache.
+  std::vector<uint8_t> stored(uint64_t offset, size_t len) {
+    std::vector<uint8_t> out(len);
+    ck_assert_int_eq(store.submit_read(*ch, offset, out.data(), len), 0);
+    ck_assert_int_eq(store.wait(*ch), 0);
+    return out;
+  }
+  std::vector<uint8_t> read(uint64_t offset, size_t len) {
+    std::vector<uint8_t> out(len, 0xEE);
+    ck_assert_int_eq(cache.read(*ch, offset, out.data(), len), 0);
+    return out;
+  }
+
+  host_store store;
+  extent_map extents;
+  stats counters;
+  page_cache cache;
+  std::unique_ptr<store_channel> ch;
+};
+
+std::vector<uint8_t> pattern(size_t len, uint8_t seed) {
+  std::vector<uint8_t> v(len);
+  for (size_t i = 0; i < len; ++i) v[i] = uint8_t(seed * 31 + i * 7 + (i >> 8));
+  return v;
+}
+
+}  // namespace
+
+START_TEST(holes_read_as_zeros) {
+  fixture f(16);
+  auto got = f.read(1000, 3 * block);
+  for (uint8_t b : got) ck_assert_uint_eq(b, 0);
+  ck_assert_uint_eq(f.extents.blocks_with_data(), 0);
+  ck_assert_uint_eq(f.store.held_bytes(), host_store::chunk_bytes);  // reserved, not lazy
+}
+END_TEST
+
+START_TEST(eviction_under_pressure_keeps_every_block) {
+  // 64 blocks through 8 lines: every line is reused many times, and each
+  // reuse of a dirty line must write it back first.
+  fixture f(64);
+  for (uint64_t b = 0; b < 64; ++b) {
+    auto data = pattern(block, uint8_t(b));
+    ck_assert_int_eq(f.cache.write(*f.ch, b * block, data.data(), block), 0);
+  }
+  ck_assert_uint_le(f.cache.dirty_lines(), 8);
+  ck_assert_uint_ge(f.counters.flushes.load(), 56);
+  for (uint64_t b = 0; b < 64; ++b) ck_assert(f.read(b * block, block) == pattern(block, uint8_t(b)));
+  ck_assert_uint_eq(f.extents.blocks_with_data(), 64);
+}
+END_TEST
+
+START_TEST(writes_are_write_back) {
+  fixture f(16);
+  auto data = pattern(block, 3);
+  ck_assert_int_eq(f.cache.write(*f.ch, 2 * block, data.data(), block), 0);
+  ck_assert_uint_eq(f.cache.dirty_lines(), 1);
+  // Acknowledged from the cache: the store has not seen it yet.
+  ck_assert(f.stored(2 * block, block) != data);
+  ck_assert(f.read(2 * block, block) == data);
+  ck_assert_int_eq(f.cache.flush(*f.ch), 0);  // what fsync does
+  ck_assert_uint_eq(f.cache.dirty_lines(), 0);
+  ck_assert(f.stored(2 * block, block) == data);
+}
+END_TEST
+
+START_TEST(partial_writes_keep_the_rest_of_the_block) {
+  fixture f(64);
+  auto full = pattern(block, 9);
+  ck_assert_int_eq(f.cache.write(*f.ch, 0, full.data(), block), 0);
+  // Push block 0 out of the one set, so the next write must read it back.
+  for (uint64_t b = 1; b <= 8; ++b) {
+    auto other = pattern(block, uint8_t(b));
+    ck_assert_int_eq(f.cache.write(*f.ch, b * block, other.data(), block), 0);
+  }
+  const char patch[] = "unaligned";
+  ck_assert_int_eq(f.cache.write(*f.ch, 1001, patch, sizeof patch), 0);
+  memcpy(&full[1001], patch, sizeof patch);
+  ck_assert(f.read(0, block) == full);
+  // A partial write to a hole: the rest of the block reads as zeros.
+  ck_assert_int_eq(f.cache.write(*f.ch, 20 * block + 10, patch, sizeof patch), 0);
+  auto got = f.read(20 * block, block);
+  for (size_t i = 0; i < block; ++i)
+    ck_assert_uint_eq(got[i], i >= 10 && i < 10 + sizeof patch ? uint8_t(patch[i - 10]) : 0);
+}
+END_TEST
+
+START_TEST(requests_spanning_blocks) {
+  fixture f(32, 16);
+  auto data = pattern(5 * block + 123, 4);
+  ck_assert_int_eq(f.cache.write(*f.ch, block - 7, data.data(), data.size()), 0);
+  ck_assert(f.read(block - 7, data.size()) == data);
+  ck_assert_int_eq(f.cache.read(*f.ch, 31 * block, data.data(), 2 * block), -EINVAL);
+}
+END_TEST
+
+START_TEST(discard_makes_holes) {
+  fixture f(16);
+  auto data = pattern(4 * block, 5);
+  ck_assert_int_eq(f.cache.write(*f.ch, 0, data.data(), data.size()), 0);
+  ck_assert_uint_eq(f.extents.blocks_with_data(), 4);
+  // Whole blocks 1 and 2 become holes; half of block 3 is zeroed.
+  ck_assert_int_eq(f.cache.discard(*f.ch, block, 2 * block + block / 2), 0);
+  ck_assert_uint_eq(f.extents.blocks_with_data(), 2);
+  auto got = f.read(0, 4 * block);
+  for (size_t i = 0; i < got.size(); ++i)
+    ck_assert_uint_eq(got[i], i < block || i >= 3 * block + block / 2 ? data[i] : 0);
+  ck_assert_int_eq(f.cache.flush(*f.ch), 0);
+  ck_assert(f.read(0, 4 * block) == got);
+}
+END_TEST
+
+START_TEST(lazy_discard_gives_memory_back) {
+  // Two chunks of the host store; blocks of 4K.
+  uint64_t per_chunk = host_store::chunk_bytes / block;
+  fixture f(2 * per_chunk, 8, true);
+  ck_assert_uint_eq(f.store.held_bytes(), 0);
+  auto data = pattern(block, 1);
+  ck_assert_int_eq(f.cache.write(*f.ch, 0, data.data(), block), 0);
+  ck_assert_int_eq(f.cache.write(*f.ch, per_chunk * block, data.data(), block), 0);
+  ck_assert_uint_eq(f.store.held_bytes(), 2 * host_store::chunk_bytes);
+  ck_assert_int_eq(f.cache.discard(*f.ch, 0, block), 0);
+  ck_assert_uint_eq(f.store.held_bytes(), host_store::chunk_bytes);
+  ck_assert(f.read(per_chunk * block, block) == data);
+  ck_assert_int_eq(f.cache.flush(*f.ch), 0);
+  ck_assert(f.read(per_chunk * block, block) == data);
+}
+END_TEST
+
+START_TEST(concurrent_readers_and_writers_on_one_line) {
+  // Writers each own a 64-byte record in one block and write it whole with
+  // one value repeated; readers must never see a record torn between two
+  // writes, and every writer must read back its last value.
+  fixture f(4, 8);
+  constexpr int writers = 4, readers = 4, rounds = 5000;
+  std::atomic<bool> bad{false};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < writers; ++w)
+    threads.emplace_back([&, w] {
+      auto ch = f.store.open_channel();
+      uint64_t rec[8];
+      for (uint64_t r = 1; r <= rounds; ++r) {
+        for (auto &x : rec) x = r * 100 + uint64_t(w);
+        if (f.cache.write(*ch, uint64_t(w) * 64, rec, sizeof rec)) bad = true;
+        uint64_t back[8];
+        if (f.cache.read(*ch, uint64_t(w) * 64, back, sizeof back) || memcmp(back, rec, sizeof rec))
+          bad = true;
+      }
+    });
+  for (int r = 0; r < readers; ++r)
+    threads.emplace_back([&] {
+      auto ch = f.store.open_channel();
+      for (int i = 0; i < rounds; ++i) {
+        uint64_t all[writers * 8];
+        if (f.cache.read(*ch, 0, all, sizeof all)) bad = true;
+        for (int w = 0; w < writers; ++w)
+          for (int k = 1; k < 8; ++k)
+            if (all[w * 8 + k] != all[w * 8]) bad = true;
+      }
+    });
+  for (auto &t : threads) t.join();
+  ck_assert(!bad);
+}
+END_TEST
+
+START_TEST(discard_racing_writes_in_lazy_mode) {
+  // A writer keeps writing whole blocks of one chunk while another thread
+  // keeps discarding the chunk.  Every block must end up either all data or
+  // all zeros, no write may fail, and no write-back may find its chunk gone.
+  uint64_t per_chunk = host_store::chunk_bytes / block;
+  fixture f(per_chunk, 8, true);
+  std::atomic<bool> stop{false}, bad{false};
+  std::thread discarder([&] {
+    auto ch = f.store.open_channel();
+    while (!stop)
+      if (f.cache.discard(*ch, 0, host_store::chunk_bytes)) bad = true;
+  });
+  std::thread flusher([&] {
+    auto ch = f.store.open_channel();
+    while (!stop)
+      if (f.cache.flush(*ch)) bad = true;
+  });
+  auto data = pattern(block, 7);
+  for (int i = 0; i < 20000; ++i) {
+    uint64_t b = uint64_t(i * 7) % per_chunk;
+    if (f.cache.write(*f.ch, b * block, data.data(), block)) bad = true;
+  }
+  stop = true;
+  discarder.join();
+  flusher.join();
+  ck_assert(!bad);
+  ck_assert_int_eq(f.cache.flush(*f.ch), 0);
+  auto zeros = std::vector<uint8_t>(block, 0);
+  for (uint64_t b = 0; b < per_chunk; ++b) {
+    auto got = f.read(b * block, block);
+    ck_assert(got == data || got == zeros);
+    ck_assert(f.extents.has_data(b) == (got == data));
+  }
+  ck_assert_uint_eq(f.store.held_bytes(),
+                    f.extents.blocks_with_data() ? host_store::chunk_bytes : 0);
+}
+END_TEST
+
+START_TEST(failed_write_back_keeps_the_data) {
+  fixture f(16);
+  auto data = pattern(block, 8);
+  ck_assert_int_eq(f.cache.write(*f.ch, 0, data.data(), block), 0);
+  ck_assert(!fault_injection::configure("copy:1"));
+  ck_assert_int_eq(f.cache.flush(*f.ch), -EIO);
+  ck_assert_uint_eq(f.cache.dirty_lines(), 1);  // still the only copy
+  ck_assert_int_eq(f.cache.flush(*f.ch), 0);
+  ck_assert(f.stored(0, block) == data);
+  ck_assert(!fault_injection::configure(""));
+}
+END_TEST
+
+START_TEST(failed_fetch_is_an_error_not_zeros) {
+  fixture f(64);
+  auto data = pattern(block, 2);
+  ck_assert_int_eq(f.cache.write(*f.ch, 0, data.data(), block), 0);
+  ck_assert_int_eq(f.cache.flush(*f.ch), 0);
+  for (uint64_t b = 1; b <= 8; ++b)  // push block 0 out of the one set
+    ck_assert_int_eq(f.cache.write(*f.ch, b * block, data.data(), block), 0);
+  ck_assert(!fault_injection::configure("copy:1"));
+  std::vector<uint8_t> got(100);
+  ck_assert_int_eq(f.cache.read(*f.ch, 10, got.data(), got.size()), -EIO);
+  ck_assert(!fault_injection::configure(""));
+  ck_assert(f.read(0, block) == data);
+}
+END_TEST
+
+START_TEST(writeback_thread_cleans_the_cache) {
+  fixture f(64, 32);
+  f.cache.start_writeback();
+  auto data = pattern(block, 6);
+  for (uint64_t b = 0; b < 16; ++b) ck_assert_int_eq(f.cache.write(*f.ch, b * block, data.data(), block), 0);
+  for (int i = 0; i < 300 && f.cache.dirty_lines(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ck_assert_uint_eq(f.cache.dirty_lines(), 0);
+  f.cache.stop_writeback();
+  ck_assert(f.stored(15 * block, block) == data);
+}
+END_TEST
+
+Suite *make_suite() {
+  Suite *s = suite_create("page_cache");
+  TCase *tc = tcase_create("core");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, holes_read_as_zeros);
+  tcase_add_test(tc, eviction_under_pressure_keeps_every_block);
+  tcase_add_test(tc, writes_are_write_back);
+  tcase_add_test(tc, partial_writes_keep_the_rest_of_the_block);
+  tcase_add_test(tc, requests_spanning_blocks);
+  tcase_add_test(tc, discard_makes_holes);
+  tcase_add_test(tc, lazy_discard_gives_memory_back);
+  tcase_add_test(tc, concurrent_readers_and_writers_on_one_line);
+  tcase_add_test(tc, discard_racing_writes_in_lazy_mode);
+  tcase_add_test(tc, failed_write_back_keeps_the_data);
+  tcase_add_test(tc, failed_fetch_is_an_error_not_zeros);
+  tcase_add_test(tc, writeback_thread_cleans_the_cache);
+  suite_add_tcase(s, tc);
+  return s;
+}

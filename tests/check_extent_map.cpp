@@ -1,0 +1,54 @@
+// Unit tests: the map of blocks that hold data.
+#include "extent_map.h"
+
+// Last: check.h defines macros (fail) that clash with the C++ library.
+#include "check_main.h"
+
+using namespace vramfs;
+
+START_TEST(starts_empty) {
+  extent_map m(1000);
+  ck_assert_uint_eq(m.blocks_with_data(), 0);
+  ck_assert(m.range_empty(0, 1000));
+  for (uint64_t b = 0; b < 1000; ++b) ck_assert(!m.has_data(b));
+}
+END_TEST
+
+START_TEST(set_and_clear_count_once) {
+  extent_map m(130);
+  ck_assert(m.set(5));
+  ck_assert(!m.set(5));
+  ck_assert(m.set(129));
+  ck_assert_uint_eq(m.blocks_with_data(), 2);
+  ck_assert(m.has_data(5) && m.has_data(129) && !m.has_data(6));
+  ck_assert(m.clear(5));
+  ck_assert(!m.clear(5));
+  ck_assert_uint_eq(m.blocks_with_data(), 1);
+}
+END_TEST
+
+START_TEST(range_empty_at_word_edges) {
+  extent_map m(256);
+  m.set(64);
+  ck_assert(m.range_empty(0, 64));
+  ck_assert(!m.range_empty(0, 65));
+  ck_assert(!m.range_empty(64, 1));
+  ck_assert(m.range_empty(65, 191));
+  ck_assert(!m.range_empty(60, 10));
+  m.clear(64);
+  m.set(255);
+  ck_assert(m.range_empty(0, 255));
+  ck_assert(!m.range_empty(128, 128));
+  ck_assert(!m.range_empty(200, 1000));  // clipped at the end
+}
+END_TEST
+
+Suite *make_suite() {
+  Suite *s = suite_create("extent_map");
+  TCase *tc = tcase_create("core");
+  tcase_add_test(tc, starts_empty);
+  tcase_add_test(tc, set_and_clear_count_once);
+  tcase_add_test(tc, range_empty_at_word_edges);
+  suite_add_tcase(s, tc);
+  return s;
+}

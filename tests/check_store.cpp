@@ -1,0 +1,86 @@
+// Unit tests: the host store.
+#include "fault_injection.h"
+#include "host_store.h"
+
+#include <cstring>
+#include <vector>
+
+// Last: check.h defines macros (fail) that clash with the C++ library.
+#include "check_main.h"
+
+using namespace vramfs;
+
+namespace {
+constexpr uint64_t chunk = host_store::chunk_bytes;
+
+int copy_in(block_store &s, store_channel &ch, uint64_t off, const void *src, size_t len) {
+  int err = s.submit_write(ch, off, src, len);
+  return err ? err : s.wait(ch);
+}
+int copy_out(block_store &s, store_channel &ch, uint64_t off, void *dst, size_t len) {
+  int err = s.submit_read(ch, off, dst, len);
+  return err ? err : s.wait(ch);
+}
+}  // namespace
+
+START_TEST(reserved_round_trip) {
+  host_store s(3 * chunk, false);
+  ck_assert_uint_eq(s.held_bytes(), 3 * chunk);
+  auto ch = s.open_channel();
+  std::vector<uint8_t> in(chunk + 100), out(chunk + 100);
+  for (size_t i = 0; i < in.size(); ++i) in[i] = uint8_t(i * 13);
+  // Across a chunk boundary.
+  ck_assert_int_eq(copy_in(s, *ch, chunk - 50, in.data(), in.size()), 0);
+  ck_assert_int_eq(copy_out(s, *ch, chunk - 50, out.data(), out.size()), 0);
+  ck_assert(in == out);
+  ck_assert_int_eq(s.submit_read(*ch, 3 * chunk - 10, out.data(), 11), -EINVAL);
+}
+END_TEST
+
+START_TEST(lazy_backs_and_releases_whole_chunks) {
+  host_store s(4 * chunk, true);
+  ck_assert_uint_eq(s.held_bytes(), 0);
+  auto ch = s.open_channel();
+  uint8_t byte = 7;
+  ck_assert_int_eq(copy_in(s, *ch, chunk, &byte, 1), -EIO);  // not backed: refused, not lost
+  ck_assert_int_eq(s.ensure_backed(chunk + 10, 2), 0);
+  ck_assert_uint_eq(s.held_bytes(), chunk);
+  ck_assert_int_eq(copy_in(s, *ch, chunk + 10, &byte, 1), 0);
+  ck_assert_int_eq(s.ensure_backed(chunk - 1, 2), 0);  // spans chunks 0 and 1
+  ck_assert_uint_eq(s.held_bytes(), 2 * chunk);
+  s.release(chunk, chunk);
+  ck_assert_uint_eq(s.held_bytes(), chunk);
+  uint8_t out = 1;
+  ck_assert_int_eq(copy_out(s, *ch, chunk + 10, &out, 1), 0);
+  ck_assert_uint_eq(out, 0);  // released memory reads as zeros
+}
+END_TEST
+
+START_TEST(injected_faults) {
+  host_store s(chunk, true);
+  auto ch = s.open_channel();
+  uint8_t buf[16] = {};
+  ck_assert(!fault_injection::configure("alloc:1,copy:2"));
+  ck_assert_int_eq(s.ensure_backed(0, 16), -ENOSPC);
+  ck_assert_uint_eq(s.held_bytes(), 0);
+  ck_assert_int_eq(s.ensure_backed(0, 16), 0);
+  ck_assert_int_eq(copy_in(s, *ch, 0, buf, 16), 0);
+  ck_assert_int_eq(copy_in(s, *ch, 0, buf, 16), -EIO);
+  ck_assert_int_eq(copy_in(s, *ch, 0, buf, 16), 0);
+  ck_assert(!fault_injection::configure("sticky:1"));
+  ck_assert_int_eq(copy_out(s, *ch, 0, buf, 16), -EIO);
+  ck_assert_int_eq(copy_out(s, *ch, 0, buf, 16), -EIO);  // and from then on
+  ck_assert(fault_injection::configure("copy:x"));
+  ck_assert(fault_injection::configure("bogus:1"));
+}
+END_TEST
+
+Suite *make_suite() {
+  Suite *s = suite_create("host_store");
+  TCase *tc = tcase_create("core");
+  tcase_add_test(tc, reserved_round_trip);
+  tcase_add_test(tc, lazy_backs_and_releases_whole_chunks);
+  tcase_add_test(tc, injected_faults);
+  suite_add_tcase(s, tc);
+  return s;
+}

@@ -1,0 +1,142 @@
+# Helpers for the integration tests; sourced by every tests/test-*.sh.
+#
+# Each test mounts vramfs, attaches loop devices and enables swap for real.
+# Everything it creates is registered here and torn down by an EXIT trap in
+# the safe order (swapoff, losetup -d, umount), even when the test fails.
+
+set -eu
+
+: "${VRAMFS:=vramfs}"
+: "${VRAMFS_IO:=vramfs-io}"
+: "${TESTS_DIR:=$(cd "$(dirname "$0")" && pwd)}"
+
+skip() { echo "SKIP: $*"; exit 77; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+info() { echo "--- $*"; }
+
+requires_root() { [ "$(id -u)" = 0 ] || skip "needs root (mounts, loop devices, swap)"; }
+requires_fuse() {
+  [ -c /dev/fuse ] || skip "no /dev/fuse"
+  grep -qw fuse /proc/filesystems || modprobe fuse 2>/dev/null || skip "the fuse module is not loaded"
+}
+requires_loop() {
+  command -v losetup >/dev/null || skip "no losetup (util-linux)"
+  losetup -f >/dev/null 2>&1 || skip "no free loop device"
+}
+requires_swap() {
+  command -v mkswap >/dev/null && command -v swapon >/dev/null || skip "no mkswap/swapon"
+}
+requires_gpu() {
+  command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 || skip "no NVIDIA GPU here"
+}
+
+# The backend the tests use: host unless VRAMFS_TEST_BACKEND says otherwise
+# (tests/run-gpu sets cuda).
+: "${VRAMFS_TEST_BACKEND:=host}"
+
+_cleanup_swaps=""
+_cleanup_loops=""
+_cleanup_mounts=""
+_cleanup_cgroups=""
+_cleanup_dirs=""
+
+cleanup() {
+  local status=$? item
+  set +e
+  for item in $_cleanup_swaps; do swapoff "$item" 2>/dev/null; done
+  for item in $_cleanup_loops; do losetup -d "$item" 2>/dev/null; done
+  for item in $_cleanup_mounts; do
+    if mountpoint -q "$item"; then
+      umount "$item" 2>/dev/null || { sleep 1; umount "$item" 2>/dev/null; } ||
+        umount -l "$item"
+    fi
+  done
+  for item in $_cleanup_cgroups; do
+    # Kill what is left in the cgroup before removing it.
+    [ -f "$item/cgroup.procs" ] && xargs -r kill -9 <"$item/cgroup.procs" 2>/dev/null
+    sleep 0.2
+    rmdir "$item" 2>/dev/null
+  done
+  for item in $_cleanup_dirs; do rm -rf "$item"; done
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+make_tempdir() {
+  local dir
+  dir=$(mktemp -d /tmp/vramfs-test.XXXXXX)
+  _cleanup_dirs="$dir $_cleanup_dirs"
+  echo "$dir"
+}
+
+# mount_vramfs MOUNTPOINT OPTIONS: mounts and registers the unmount.
+mount_vramfs() {
+  local mnt=$1 opts=$2
+  mkdir -p "$mnt"
+  "$VRAMFS" "$mnt" -o "backend=$VRAMFS_TEST_BACKEND,$opts"
+  _cleanup_mounts="$mnt $_cleanup_mounts"
+  mountpoint -q "$mnt" || fail "vramfs returned 0 but $mnt is not mounted"
+}
+
+# attach_loop FILE: prints the loop device, attached with direct I/O.
+attach_loop() {
+  local dev
+  dev=$(losetup --find --show --direct-io=on "$1")
+  _cleanup_loops="$dev $_cleanup_loops"
+  echo "$dev"
+}
+
+enable_swap() {
+  mkswap "$1" >/dev/null
+  swapon "$@"
+  _cleanup_swaps="$1 $_cleanup_swaps"
+}
+
+# The pid of the vramfs daemon serving MOUNTPOINT.
+daemon_pid() {
+  local mnt pid
+  mnt=$(realpath "$1")
+  for pid in $(pgrep -x vramfs); do
+    if tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q " $mnt "; then echo "$pid"; return; fi
+    if tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q " $1 "; then echo "$pid"; return; fi
+  done
+}
+
+# stat_value MOUNTPOINT KEY: one value from .stats.
+stat_value() { awk -v k="$2" '$1 == k { print $2 }' "$1/.stats"; }
+
+# make_memory_cgroup LIMIT_MIB: creates a memory cgroup (v1 or v2) and
+# prints its directory; processes started by run_in_cgroup live there.
+make_memory_cgroup() {
+  local limit=$(( $1 * 1024 * 1024 )) dir
+  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    grep -qw memory /sys/fs/cgroup/cgroup.controllers || skip "no cgroup v2 memory controller"
+    grep -qw memory /sys/fs/cgroup/cgroup.subtree_control ||
+      echo +memory >/sys/fs/cgroup/cgroup.subtree_control
+    dir=/sys/fs/cgroup/vramfs-test.$$
+    mkdir "$dir"
+    _cleanup_cgroups="$dir $_cleanup_cgroups"
+    echo "$limit" >"$dir/memory.max"
+    echo max >"$dir/memory.swap.max" 2>/dev/null || true
+  elif [ -d /sys/fs/cgroup/memory ]; then
+    dir=/sys/fs/cgroup/memory/vramfs-test.$$
+    mkdir "$dir"
+    _cleanup_cgroups="$dir $_cleanup_cgroups"
+    echo "$limit" >"$dir/memory.limit_in_bytes"
+    echo 60 >"$dir/memory.swappiness" 2>/dev/null || true
+  else
+    skip "no memory cgroup controller"
+  fi
+  echo "$dir"
+}
+
+# run_in_cgroup DIR COMMAND...: runs COMMAND as a member of the cgroup.
+run_in_cgroup() {
+  local dir=$1
+  shift
+  sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$dir" "$@"
+}
+
+# Bytes of swap in use on DEVICE, from /proc/swaps (in KiB there).
+swap_used_kib() { awk -v d="$1" '$1 == d { print $4 }' /proc/swaps; }

@@ -1,0 +1,71 @@
+#!/bin/bash
+# The daemon's rules for a swap path: locked memory, a fixed pool of threads
+# that all carry IO_FLUSHER, and no exit while a loop device holds the file.
+. "$TESTS_DIR/functions.sh"
+requires_root
+requires_fuse
+requires_loop
+
+dir=$(make_tempdir)
+mnt=$dir/mnt
+mkdir -p "$mnt"
+
+# In the foreground, so that its log lines can be read.
+"$VRAMFS" "$mnt" -f -o "backend=$VRAMFS_TEST_BACKEND,size=128M,threads=6" 2>"$dir/log" &
+pid=$!
+_cleanup_mounts="$mnt $_cleanup_mounts"
+for _ in $(seq 100); do [ -e "$mnt/swapfile" ] && break; sleep 0.1; done
+[ -e "$mnt/swapfile" ] || fail "the mount did not come up: $(cat "$dir/log")"
+
+info "memory is locked"
+[ "$(stat_value "$mnt" memory_locked)" = 1 ] || fail "memory_locked is not 1"
+locked=$(awk '/^VmLck:/ { print $2 }' "/proc/$pid/status")
+[ "$locked" -gt 0 ] || fail "VmLck is 0"
+
+info "a fixed pool of threads, never reaped"
+threads=$(ls "/proc/$pid/task" | wc -l)
+[ "$threads" -ge 8 ] || fail "only $threads threads for 6 workers, write-back and signals"
+"$VRAMFS_IO" random "$mnt/swapfile" 500 $((1 << 20)) 1 >/dev/null
+sleep 1
+[ "$(ls "/proc/$pid/task" | wc -l)" -eq "$threads" ] || fail "the thread count changed under load"
+
+info "IO_FLUSHER on every thread"
+if [ "$(stat_value "$mnt" io_flusher)" = 1 ]; then
+  # PF_MEMALLOC_NOIO (0x80000) and PF_LOCAL_THROTTLE (0x100000) in field 9.
+  for task in /proc/"$pid"/task/*; do
+    flags=$(awk '{ print $9 }' "$task/stat")
+    [ $((flags & 0x180000)) -eq $((0x180000)) ] ||
+      fail "thread $(basename "$task") lacks IO_FLUSHER (flags $(printf %x "$flags"))"
+  done
+  [ "$(cat "/proc/$pid/oom_score_adj")" = -1000 ] || fail "oom_score_adj is not -1000"
+else
+  grep -q "PR_SET_IO_FLUSHER" "$dir/log" || fail "io_flusher is 0 and the log does not say why"
+  echo "note: this environment withholds CAP_SYS_RESOURCE, so IO_FLUSHER and oom_score_adj"
+  echo "      could not be set; checked that the daemon says so instead"
+fi
+
+info "SIGTERM is refused while a loop device holds the file"
+loop=$(attach_loop "$mnt/swapfile")
+kill -TERM "$pid"
+sleep 1
+kill -0 "$pid" 2>/dev/null || fail "the daemon exited on SIGTERM under a loop device"
+mountpoint -q "$mnt" || fail "the mount went away"
+grep -q "refusing SIGTERM" "$dir/log" || fail "no log line about the refused SIGTERM"
+kill -INT "$pid"
+kill -HUP "$pid"
+sleep 0.5
+kill -0 "$pid" 2>/dev/null || fail "the daemon exited on SIGINT/SIGHUP under a loop device"
+[ "$(grep -c refusing "$dir/log")" -eq 3 ] || fail "not every signal was refused in the log"
+if umount "$mnt" 2>/dev/null; then fail "umount succeeded while the loop device holds the file"; fi
+"$VRAMFS_IO" fill "$loop" 0 $((4 << 20)) 5 direct
+"$VRAMFS_IO" verify "$mnt/swapfile" 0 $((4 << 20)) 5
+
+info "once the loop device is gone, SIGTERM unmounts and exits cleanly"
+losetup -d "$loop"
+for _ in $(seq 50); do [ "$(stat_value "$mnt" open_count)" = 0 ] && break; sleep 0.1; done
+kill -TERM "$pid"
+status=0
+wait "$pid" || status=$?
+[ "$status" -eq 0 ] || fail "the daemon exited with status $status: $(cat "$dir/log")"
+if mountpoint -q "$mnt"; then fail "still mounted after SIGTERM"; fi
+grep -q "unmounted" "$dir/log" || fail "no log line about the unmount"

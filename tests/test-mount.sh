@@ -1,0 +1,57 @@
+#!/bin/bash
+# Mount and unmount: what a user sees in the mount, and a clean exit.
+. "$TESTS_DIR/functions.sh"
+requires_root
+requires_fuse
+
+dir=$(make_tempdir)
+mnt=$dir/mnt
+mount_vramfs "$mnt" "size=128M"
+pid=$(daemon_pid "$mnt")
+[ -n "$pid" ] || fail "no daemon found for $mnt"
+
+info "the mount holds the data file and .stats"
+[ "$(ls -A "$mnt" | sort | tr '\n' ' ')" = ".stats swapfile " ] || fail "unexpected entries: $(ls -A "$mnt")"
+[ "$(stat -c '%s %a %U' "$mnt/swapfile")" = "134217728 600 root" ] ||
+  fail "swapfile is $(stat -c '%s %a %U' "$mnt/swapfile")"
+[ "$(stat -c %b "$mnt/swapfile")" = 0 ] || fail "a new file holds data: $(stat -c %b "$mnt/swapfile") blocks"
+grep -q " $mnt fuse.vramfs " /proc/mounts || fail "not a fuse.vramfs mount"
+
+info ".stats has every counter"
+for key in backend device size_bytes data_bytes vram_bytes reads writes read_bytes write_bytes \
+  discards cache_hits cache_misses flushes errors; do
+  [ -n "$(stat_value "$mnt" $key)" ] || fail ".stats lacks $key"
+done
+[ "$(stat_value "$mnt" backend)" = "$VRAMFS_TEST_BACKEND" ] || fail "wrong backend in .stats"
+[ "$(stat_value "$mnt" size_bytes)" = 134217728 ] || fail "wrong size_bytes"
+
+info "statfs reports the size and the free space"
+[ "$(stat -f -c '%S %b %f' "$mnt")" = "65536 2048 2048" ] || fail "statfs: $(stat -f -c '%S %b %f' "$mnt")"
+
+info "the size is fixed and nothing else can be created"
+if truncate -s 1G "$mnt/swapfile" 2>/dev/null; then fail "truncate changed the size"; fi
+truncate -s 128M "$mnt/swapfile" || fail "truncating to the same size failed"
+if touch "$mnt/other" 2>/dev/null; then fail "created a file"; fi
+if mkdir "$mnt/sub" 2>/dev/null; then fail "created a directory"; fi
+if rm -f "$mnt/swapfile" 2>/dev/null; then fail "removed the data file"; fi
+if (echo x >"$mnt/.stats") 2>/dev/null; then fail ".stats is writable"; fi
+[ "$(stat -c %s "$mnt/swapfile")" = 134217728 ] || fail "the size changed"
+
+info "umount makes the daemon exit"
+umount "$mnt"
+for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$pid" 2>/dev/null; then fail "the daemon still runs after umount"; fi
+
+info "mount.fuse3, as mount -t fuse.vramfs and /etc/fstab run it"
+# mount(8) runs mount.fuse3 with a clean PATH, which finds an installed
+# vramfs; here mount.fuse3 is run directly with the built one on PATH.
+if command -v mount.fuse3 >/dev/null; then
+  PATH=$(dirname "$VRAMFS"):$PATH mount.fuse3 vramfs "$mnt" -t vramfs \
+    -o "backend=$VRAMFS_TEST_BACKEND,size=64M,defaults"
+  _cleanup_mounts="$mnt $_cleanup_mounts"
+  [ "$(stat -c %s "$mnt/swapfile")" = 67108864 ] || fail "mount.fuse3 gave the wrong size"
+  grep -q "^vramfs $mnt fuse.vramfs " /proc/mounts || fail "the source is not shown as vramfs"
+  umount "$mnt"
+else
+  echo "note: mount.fuse3 not installed; mount -t fuse.vramfs not tried"
+fi

@@ -1,0 +1,238 @@
+// vramfs-io: the I/O the integration tests need and the shell lacks: exact
+// offsets and lengths, O_DIRECT, verification against a reference copy, and a
+// process whose memory is pushed through swap and checked page by page.
+//
+//   vramfs-io fill FILE OFFSET LENGTH SEED [direct]    write a pattern
+//   vramfs-io verify FILE OFFSET LENGTH SEED [direct]  check that pattern
+//   vramfs-io zeros FILE OFFSET LENGTH                 check the range is zero
+//   vramfs-io random FILE OPS MAXLEN SEED              random writes and reads,
+//                                                      each read checked
+//   vramfs-io punch FILE OFFSET LENGTH                 fallocate PUNCH_HOLE
+//   vramfs-io swapper MIB PASSES SEED                  touch MIB of memory,
+//                                                      verify every page
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdarg>
+#include <cinttypes>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+[[noreturn]] void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void die(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("vramfs-io: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  exit(1);
+}
+
+uint64_t number(const char *s) {
+  char *end;
+  errno = 0;
+  uint64_t v = strtoull(s, &end, 0);
+  if (errno || *end) die("not a number: %s", s);
+  return v;
+}
+
+// The byte at absolute position pos of the pattern for seed: cheap, and
+// different for every position and seed, so a misplaced block shows.
+inline uint8_t pattern_byte(uint64_t seed, uint64_t pos) {
+  uint64_t x = (pos / 8 + 1) * 0x9E3779B97F4A7C15ull ^ (seed * 0xD1B54A32D192ED03ull);
+  x ^= x >> 29;
+  x *= 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 32;
+  return uint8_t(x >> (8 * (pos % 8)));
+}
+
+void fill_pattern(uint8_t *buf, uint64_t pos, size_t len, uint64_t seed) {
+  for (size_t i = 0; i < len; ++i) buf[i] = pattern_byte(seed, pos + i);
+}
+
+int open_file(const char *path, int flags, bool direct) {
+  int fd = open(path, flags | (direct ? O_DIRECT : 0));
+  if (fd < 0) die("open %s: %s", path, strerror(errno));
+  return fd;
+}
+
+uint8_t *aligned_buffer(size_t len) {
+  void *p = nullptr;
+  if (posix_memalign(&p, 4096, len ? len : 1)) die("out of memory");
+  return static_cast<uint8_t *>(p);
+}
+
+void pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t off) {
+  while (len) {
+    ssize_t n = pwrite(fd, buf, len, off_t(off));
+    if (n < 0) die("write of %zu bytes at %" PRIu64 ": %s", len, off, strerror(errno));
+    if (n == 0) die("write at %" PRIu64 " wrote nothing", off);
+    buf += n, len -= size_t(n), off += uint64_t(n);
+  }
+}
+
+void pread_all(int fd, uint8_t *buf, size_t len, uint64_t off) {
+  while (len) {
+    ssize_t n = pread(fd, buf, len, off_t(off));
+    if (n < 0) die("read of %zu bytes at %" PRIu64 ": %s", len, off, strerror(errno));
+    if (n == 0) die("read at %" PRIu64 ": unexpected end of file", off);
+    buf += n, len -= size_t(n), off += uint64_t(n);
+  }
+}
+
+void compare(const uint8_t *got, const uint8_t *want, size_t len, uint64_t off) {
+  if (!memcmp(got, want, len)) return;
+  for (size_t i = 0; i < len; ++i)
+    if (got[i] != want[i])
+      die("mismatch at byte %" PRIu64 ": read 0x%02x, expected 0x%02x", off + i, got[i],
+          want[i]);
+}
+
+constexpr size_t chunk = 4 << 20;
+
+int cmd_fill_or_verify(bool fill, int argc, char **argv) {
+  if (argc < 4) die("usage: %s FILE OFFSET LENGTH SEED [direct]", fill ? "fill" : "verify");
+  uint64_t off = number(argv[1]), len = number(argv[2]), seed = number(argv[3]);
+  bool direct = argc > 4 && !strcmp(argv[4], "direct");
+  int fd = open_file(argv[0], fill ? O_WRONLY : O_RDONLY, direct);
+  uint8_t *buf = aligned_buffer(chunk), *want = aligned_buffer(chunk);
+  for (uint64_t done = 0; done < len;) {
+    size_t n = size_t(std::min<uint64_t>(chunk, len - done));
+    if (fill) {
+      fill_pattern(buf, off + done, n, seed);
+      pwrite_all(fd, buf, n, off + done);
+    } else {
+      pread_all(fd, buf, n, off + done);
+      fill_pattern(want, off + done, n, seed);
+      compare(buf, want, n, off + done);
+    }
+    done += n;
+  }
+  if (fill && fsync(fd)) die("fsync: %s", strerror(errno));
+  close(fd);
+  return 0;
+}
+
+int cmd_zeros(int argc, char **argv) {
+  if (argc < 3) die("usage: zeros FILE OFFSET LENGTH");
+  uint64_t off = number(argv[1]), len = number(argv[2]);
+  int fd = open_file(argv[0], O_RDONLY, false);
+  std::vector<uint8_t> buf(chunk), zero(chunk, 0);
+  for (uint64_t done = 0; done < len;) {
+    size_t n = size_t(std::min<uint64_t>(chunk, len - done));
+    pread_all(fd, buf.data(), n, off + done);
+    compare(buf.data(), zero.data(), n, off + done);
+    done += n;
+  }
+  close(fd);
+  return 0;
+}
+
+int cmd_random(int argc, char **argv) {
+  if (argc < 4) die("usage: random FILE OPS MAXLEN SEED");
+  uint64_t ops = number(argv[1]), maxlen = number(argv[2]), seed = number(argv[3]);
+  int fd = open_file(argv[0], O_RDWR, false);
+  struct stat st;
+  if (fstat(fd, &st)) die("stat: %s", strerror(errno));
+  uint64_t size = uint64_t(st.st_size);
+  // The reference copy of the whole file: what every read must return.
+  // The file starts out as the test left it, so read it once first.
+  std::vector<uint8_t> shadow(size);
+  pread_all(fd, shadow.data(), size, 0);
+  std::vector<uint8_t> buf(maxlen);
+  std::mt19937_64 rng(seed);
+  uint64_t bytes = 0;
+  for (uint64_t i = 0; i < ops; ++i) {
+    uint64_t len = 1 + rng() % maxlen;
+    if (rng() % 4 == 0) len = 1 + rng() % 8;  // many tiny ones too
+    if (len > size) len = size;
+    uint64_t off = rng() % (size - len + 1);
+    if (rng() % 2) {
+      fill_pattern(buf.data(), off, len, seed + i);
+      pwrite_all(fd, buf.data(), len, off);
+      memcpy(&shadow[off], buf.data(), len);
+    } else {
+      pread_all(fd, buf.data(), len, off);
+      compare(buf.data(), &shadow[off], len, off);
+    }
+    bytes += len;
+  }
+  // Everything once more, after a flush of the cache to the store.
+  if (fsync(fd)) die("fsync: %s", strerror(errno));
+  std::vector<uint8_t> all(chunk);
+  for (uint64_t off = 0; off < size; off += chunk) {
+    size_t n = size_t(std::min<uint64_t>(chunk, size - off));
+    pread_all(fd, all.data(), n, off);
+    compare(all.data(), &shadow[off], n, off);
+  }
+  close(fd);
+  printf("random: %" PRIu64 " operations, %" PRIu64 " bytes, all reads matched\n", ops, bytes);
+  return 0;
+}
+
+int cmd_punch(int argc, char **argv) {
+  if (argc < 3) die("usage: punch FILE OFFSET LENGTH");
+  int fd = open_file(argv[0], O_RDWR, false);
+  if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off_t(number(argv[1])),
+                off_t(number(argv[2]))))
+    die("fallocate PUNCH_HOLE: %s", strerror(errno));
+  close(fd);
+  return 0;
+}
+
+// Fills MIB of anonymous memory page by page and then checks every page,
+// PASSES times over with a new pattern: run inside a memory cgroup smaller
+// than MIB, every page makes the round trip through swap.
+int cmd_swapper(int argc, char **argv) {
+  if (argc < 3) die("usage: swapper MIB PASSES SEED");
+  uint64_t bytes = number(argv[0]) << 20, passes = number(argv[1]), seed = number(argv[2]);
+  const size_t page = 4096;
+  uint64_t pages = bytes / page;
+  auto *mem = static_cast<uint8_t *>(
+      mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  if (mem == MAP_FAILED) die("mmap %" PRIu64 " bytes: %s", bytes, strerror(errno));
+  std::vector<uint8_t> want(page);
+  std::mt19937_64 rng(seed);
+  for (uint64_t pass = 0; pass < passes; ++pass) {
+    uint64_t pass_seed = seed * 1000 + pass;
+    for (uint64_t p = 0; p < pages; ++p) fill_pattern(mem + p * page, p * page, page, pass_seed);
+    // Check in a random order, so that swap-in is random, not sequential.
+    std::vector<uint32_t> order(pages);
+    for (uint64_t p = 0; p < pages; ++p) order[p] = uint32_t(p);
+    std::shuffle(order.begin(), order.end(), rng);
+    for (uint32_t p : order) {
+      fill_pattern(want.data(), uint64_t(p) * page, page, pass_seed);
+      if (memcmp(mem + uint64_t(p) * page, want.data(), page))
+        die("pass %" PRIu64 ": page %u came back changed from swap", pass, p);
+    }
+  }
+  printf("swapper: %" PRIu64 " pages x %" PRIu64 " passes verified\n", pages, passes);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  if (argc < 2) die("usage: vramfs-io fill|verify|zeros|random|punch|swapper ARGS...");
+  std::string cmd = argv[1];
+  argc -= 2, argv += 2;
+  if (cmd == "fill") return cmd_fill_or_verify(true, argc, argv);
+  if (cmd == "verify") return cmd_fill_or_verify(false, argc, argv);
+  if (cmd == "zeros") return cmd_zeros(argc, argv);
+  if (cmd == "random") return cmd_random(argc, argv);
+  if (cmd == "punch") return cmd_punch(argc, argv);
+  if (cmd == "swapper") return cmd_swapper(argc, argv);
+  die("unknown command %s", cmd.c_str());
+}
