@@ -149,8 +149,8 @@ void startup_report::failure(const std::string &message) {
 std::optional<std::string> lock_memory() {
 #ifdef VRAMFS_SANITIZED
   // AddressSanitizer reserves terabytes of shadow memory: it cannot be
-  // locked.  The sanitizer build is for tests, never for real swap.
-  log_warn("sanitizer build: memory is not locked; do not use this build for real swap");
+  // locked.  The sanitizer build is for tests, never for real swap; main()
+  // warns about it.
   return std::nullopt;
 #else
   // The limit is irrelevant with CAP_IPC_LOCK, which some containers grant

@@ -110,16 +110,20 @@ std::optional<std::string> wait_until_usable(const filesystem &fs, const options
 int serve(const options &opts, startup_report &report) {
   // Rule 1: before any thread exists and before CUDA starts.
   stats counters;
+  // Said once the mount works, so that a failed mount prints one line.
+  std::vector<std::string> warnings;
   if (auto err = lock_memory()) {
     report.failure(*err);
     return 1;
   }
+#ifdef VRAMFS_SANITIZED
+  warnings.push_back("sanitizer build: memory is not locked; do not use this build for real swap");
+#else
   counters.memory_locked = true;
+#endif
   // Both need CAP_SYS_RESOURCE, which some containers withhold from root.
   // Without them the daemon still works but can stall under extreme memory
   // pressure: say so loudly, and show it in .stats.
-  // Said once the mount works, so that a failed mount prints one line.
-  std::vector<std::string> warnings;
   if (auto err = become_io_flusher())
     warnings.push_back(*err + "; swap through this mount may stall under memory pressure");
   else

@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -68,10 +69,16 @@ int open_file(const char *path, int flags, bool direct) {
   return fd;
 }
 
-uint8_t *aligned_buffer(size_t len) {
+// O_DIRECT needs page-aligned buffers.
+struct free_deleter {
+  void operator()(uint8_t *p) const { free(p); }
+};
+using aligned_ptr = std::unique_ptr<uint8_t, free_deleter>;
+
+aligned_ptr aligned_buffer(size_t len) {
   void *p = nullptr;
   if (posix_memalign(&p, 4096, len ? len : 1)) die("out of memory");
-  return static_cast<uint8_t *>(p);
+  return aligned_ptr(static_cast<uint8_t *>(p));
 }
 
 void pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t off) {
@@ -107,7 +114,8 @@ int cmd_fill_or_verify(bool fill, int argc, char **argv) {
   uint64_t off = number(argv[1]), len = number(argv[2]), seed = number(argv[3]);
   bool direct = argc > 4 && !strcmp(argv[4], "direct");
   int fd = open_file(argv[0], fill ? O_WRONLY : O_RDONLY, direct);
-  uint8_t *buf = aligned_buffer(chunk), *want = aligned_buffer(chunk);
+  aligned_ptr buf_owner = aligned_buffer(chunk), want_owner = aligned_buffer(chunk);
+  uint8_t *buf = buf_owner.get(), *want = want_owner.get();
   for (uint64_t done = 0; done < len;) {
     size_t n = size_t(std::min<uint64_t>(chunk, len - done));
     if (fill) {
