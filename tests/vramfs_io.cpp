@@ -10,6 +10,9 @@
 //   vramfs-io punch FILE OFFSET LENGTH                 fallocate PUNCH_HOLE
 //   vramfs-io swapper MIB PASSES SEED                  touch MIB of memory,
 //                                                      verify every page
+//   vramfs-io stress FILE THREADS SECONDS SEED         concurrent random writes,
+//                                                      reads and discards, each
+//                                                      read checked
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -24,7 +27,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <atomic>
+#include <chrono>
 #include <random>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -230,10 +236,66 @@ int cmd_swapper(int argc, char **argv) {
   return 0;
 }
 
+// Threads of random writes, reads and hole punches, for a set time.  Each
+// thread owns a slice of the file with a shadow copy of it; the slices'
+// edges are not block-aligned, so neighbours share blocks and cache lines.
+int cmd_stress(int argc, char **argv) {
+  if (argc < 4) die("usage: stress FILE THREADS SECONDS SEED");
+  unsigned threads = unsigned(number(argv[1]));
+  uint64_t seconds = number(argv[2]), seed = number(argv[3]);
+  int fd = open_file(argv[0], O_RDWR, false);
+  struct stat st;
+  if (fstat(fd, &st)) die("stat: %s", strerror(errno));
+  uint64_t size = uint64_t(st.st_size);
+  uint64_t slice = size / threads - 4093;  // deliberately unaligned
+  std::atomic<uint64_t> ops{0}, bytes{0};
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  auto worker = [&](unsigned t) {
+    uint64_t base = t * (slice + 4093) + (t ? 1234 : 0);
+    std::vector<uint8_t> shadow(slice), buf(1 << 20);
+    pread_all(fd, shadow.data(), slice, base);  // whatever is there now
+    std::mt19937_64 rng(seed * 7919 + t);
+    for (uint64_t i = 0; std::chrono::steady_clock::now() < deadline; ++i) {
+      uint64_t len = 1 + rng() % (rng() % 8 ? 65536 : buf.size());
+      if (len > slice) len = slice;
+      uint64_t off = rng() % (slice - len + 1);
+      unsigned kind = unsigned(rng() % 10);
+      if (kind < 4) {
+        fill_pattern(buf.data(), off, len, seed + i * 131 + t);
+        pwrite_all(fd, buf.data(), len, base + off);
+        memcpy(&shadow[off], buf.data(), len);
+      } else if (kind < 9) {
+        pread_all(fd, buf.data(), len, base + off);
+        compare(buf.data(), &shadow[off], len, base + off);
+      } else {
+        if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off_t(base + off),
+                      off_t(len)))
+          die("fallocate: %s", strerror(errno));
+        memset(&shadow[off], 0, len);
+      }
+      ops.fetch_add(1, std::memory_order_relaxed);
+      bytes.fetch_add(len, std::memory_order_relaxed);
+    }
+    if (fsync(fd)) die("fsync: %s", strerror(errno));
+    for (uint64_t off = 0; off < slice; off += buf.size()) {
+      size_t n = size_t(std::min<uint64_t>(buf.size(), slice - off));
+      pread_all(fd, buf.data(), n, base + off);
+      compare(buf.data(), &shadow[off], n, base + off);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (unsigned t = 0; t < threads; ++t) pool.emplace_back(worker, t);
+  for (auto &th : pool) th.join();
+  close(fd);
+  printf("stress: %u threads, %" PRIu64 " operations, %" PRIu64 " MiB, every read matched\n",
+         threads, ops.load(), bytes.load() >> 20);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
-  if (argc < 2) die("usage: vramfs-io fill|verify|zeros|random|punch|swapper ARGS...");
+  if (argc < 2) die("usage: vramfs-io fill|verify|zeros|random|punch|swapper|stress ARGS...");
   std::string cmd = argv[1];
   argc -= 2, argv += 2;
   if (cmd == "fill") return cmd_fill_or_verify(true, argc, argv);
@@ -242,5 +304,6 @@ int main(int argc, char **argv) {
   if (cmd == "random") return cmd_random(argc, argv);
   if (cmd == "punch") return cmd_punch(argc, argv);
   if (cmd == "swapper") return cmd_swapper(argc, argv);
+  if (cmd == "stress") return cmd_stress(argc, argv);
   die("unknown command %s", cmd.c_str());
 }

@@ -1,0 +1,37 @@
+#!/bin/bash
+# Device failures, injected with VRAMFS_INJECT_FAULT: an I/O error for the
+# request that met it, counted, and nothing lost; a lost device answers every
+# request with an error at once and never hangs.
+. "$TESTS_DIR/functions.sh"
+requires_root
+requires_fuse
+
+dir=$(make_tempdir)
+mnt=$dir/mnt
+file=$mnt/swapfile
+
+info "one failed copy: EIO for that request, counted, and the data is intact"
+# 8 MiB of 64 KiB blocks through a 1 MiB cache: the fill and fsync copy each
+# of the 128 blocks to the store exactly once, so copy 138 is the 10th block
+# that the read back fetches.
+VRAMFS_INJECT_FAULT=copy:138 mount_vramfs "$mnt" "size=64M,cache=1M"
+"$VRAMFS_IO" fill "$file" 0 $((8 << 20)) 4
+if dd if="$file" of=/dev/null bs=1M count=8 iflag=direct status=none 2>"$dir/err"; then
+  fail "no read failed"
+fi
+grep -q "Input/output error" "$dir/err" || fail "the failed read said: $(cat "$dir/err")"
+[ "$(stat_value "$mnt" errors)" = 1 ] || fail "errors is $(stat_value "$mnt" errors), expected 1"
+"$VRAMFS_IO" verify "$file" 0 $((8 << 20)) 4
+umount "$mnt"
+
+info "a lost device: every copy fails from then on, quickly, and unmount works"
+VRAMFS_INJECT_FAULT=sticky:20 mount_vramfs "$mnt" "size=64M,cache=1M"
+status=0
+timeout 60 "$VRAMFS_IO" fill "$file" 0 $((16 << 20)) 5 2>"$dir/err" || status=$?
+[ "$status" -ne 124 ] || fail "writing to a lost device hung"
+[ "$status" -ne 0 ] || fail "writing 16 MiB through a 1 MiB cache to a lost device succeeded"
+grep -q "Input/output error" "$dir/err" || fail "the failed write said: $(cat "$dir/err")"
+timeout 20 dd if="$file" of=/dev/null bs=1M count=16 iflag=direct status=none 2>/dev/null &&
+  fail "reading from a lost device succeeded"
+[ "$(stat_value "$mnt" errors)" -gt 0 ] || fail "no errors counted"
+timeout 20 umount "$mnt" || fail "unmounting after a lost device failed or hung"
