@@ -34,30 +34,37 @@ requires_gpu() {
 # (tests/run-gpu sets cuda).
 : "${VRAMFS_TEST_BACKEND:=host}"
 
-_cleanup_swaps=""
-_cleanup_loops=""
-_cleanup_mounts=""
-_cleanup_cgroups=""
-_cleanup_dirs=""
+# What the test created, one "KIND PATH" a line.  A file rather than shell
+# variables, so that helpers called as $(helper ...) register too.
+_registry=$(mktemp /tmp/vramfs-test-registry.XXXXXX)
+register() { echo "$1 $2" >>"$_registry"; }
 
+# registered KIND: what was registered as KIND, newest first.
+registered() {
+  awk -v k="$1" '$1 == k { sub(/^[^ ]* /, ""); print }' "$_registry" | tac
+}
+
+# The safe order: swapoff, losetup -d, umount; then cgroups and files.
 cleanup() {
   local status=$? item
   set +e
-  for item in $_cleanup_swaps; do swapoff "$item" 2>/dev/null; done
-  for item in $_cleanup_loops; do losetup -d "$item" 2>/dev/null; done
-  for item in $_cleanup_mounts; do
-    if mountpoint -q "$item"; then
+  while read -r item; do [ -n "$item" ] && swapoff "$item" 2>/dev/null; done < <(registered swap)
+  while read -r item; do [ -n "$item" ] && losetup -d "$item" 2>/dev/null; done < <(registered loop)
+  while read -r item; do
+    if [ -n "$item" ] && mountpoint -q "$item"; then
       umount "$item" 2>/dev/null || { sleep 1; umount "$item" 2>/dev/null; } ||
         umount -l "$item"
     fi
-  done
-  for item in $_cleanup_cgroups; do
+  done < <(registered mount)
+  while read -r item; do
+    [ -n "$item" ] || continue
     # Kill what is left in the cgroup before removing it.
     [ -f "$item/cgroup.procs" ] && xargs -r kill -9 <"$item/cgroup.procs" 2>/dev/null
     sleep 0.2
     rmdir "$item" 2>/dev/null
-  done
-  for item in $_cleanup_dirs; do rm -rf "$item"; done
+  done < <(registered cgroup)
+  while read -r item; do [ -n "$item" ] && rm -rf "$item"; done < <(registered dir)
+  rm -f "$_registry"
   exit "$status"
 }
 trap cleanup EXIT
@@ -66,7 +73,7 @@ trap 'exit 130' INT TERM
 make_tempdir() {
   local dir
   dir=$(mktemp -d /tmp/vramfs-test.XXXXXX)
-  _cleanup_dirs="$dir $_cleanup_dirs"
+  register dir "$dir"
   echo "$dir"
 }
 
@@ -74,8 +81,8 @@ make_tempdir() {
 mount_vramfs() {
   local mnt=$1 opts=$2
   mkdir -p "$mnt"
+  register mount "$mnt"
   "$VRAMFS" "$mnt" -o "backend=$VRAMFS_TEST_BACKEND,$opts"
-  _cleanup_mounts="$mnt $_cleanup_mounts"
   mountpoint -q "$mnt" || fail "vramfs returned 0 but $mnt is not mounted"
 }
 
@@ -83,14 +90,14 @@ mount_vramfs() {
 attach_loop() {
   local dev
   dev=$(losetup --find --show --direct-io=on "$1")
-  _cleanup_loops="$dev $_cleanup_loops"
+  register loop "$dev"
   echo "$dev"
 }
 
 enable_swap() {
   mkswap "$1" >/dev/null
+  register swap "$1"
   swapon "$@"
-  _cleanup_swaps="$1 $_cleanup_swaps"
 }
 
 # The pid of the vramfs daemon serving MOUNTPOINT.
@@ -116,13 +123,13 @@ make_memory_cgroup() {
       echo +memory >/sys/fs/cgroup/cgroup.subtree_control
     dir=/sys/fs/cgroup/vramfs-test.$$
     mkdir "$dir"
-    _cleanup_cgroups="$dir $_cleanup_cgroups"
+    register cgroup "$dir"
     echo "$limit" >"$dir/memory.max"
     echo max >"$dir/memory.swap.max" 2>/dev/null || true
   elif [ -d /sys/fs/cgroup/memory ]; then
     dir=/sys/fs/cgroup/memory/vramfs-test.$$
     mkdir "$dir"
-    _cleanup_cgroups="$dir $_cleanup_cgroups"
+    register cgroup "$dir"
     echo "$limit" >"$dir/memory.limit_in_bytes"
     echo 60 >"$dir/memory.swappiness" 2>/dev/null || true
   else
@@ -131,7 +138,8 @@ make_memory_cgroup() {
   echo "$dir"
 }
 
-# run_in_cgroup DIR COMMAND...: runs COMMAND as a member of the cgroup.
+# run_in_cgroup DIR COMMAND...: runs COMMAND as a member of the cgroup (in
+# the foreground: in the background, $! would be the shell, not COMMAND).
 run_in_cgroup() {
   local dir=$1
   shift

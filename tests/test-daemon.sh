@@ -13,7 +13,7 @@ mkdir -p "$mnt"
 # In the foreground, so that its log lines can be read.
 "$VRAMFS" "$mnt" -f -o "backend=$VRAMFS_TEST_BACKEND,size=128M,threads=6" 2>"$dir/log" &
 pid=$!
-_cleanup_mounts="$mnt $_cleanup_mounts"
+register mount "$mnt"
 for _ in $(seq 100); do [ -e "$mnt/swapfile" ] && break; sleep 0.1; done
 [ -e "$mnt/swapfile" ] || fail "the mount did not come up: $(cat "$dir/log")"
 

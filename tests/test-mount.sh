@@ -48,7 +48,7 @@ info "mount.fuse3, as mount -t fuse.vramfs and /etc/fstab run it"
 if command -v mount.fuse3 >/dev/null; then
   PATH=$(dirname "$VRAMFS"):$PATH mount.fuse3 vramfs "$mnt" -t vramfs \
     -o "backend=$VRAMFS_TEST_BACKEND,size=64M,defaults"
-  _cleanup_mounts="$mnt $_cleanup_mounts"
+  register mount "$mnt"
   [ "$(stat -c %s "$mnt/swapfile")" = 67108864 ] || fail "mount.fuse3 gave the wrong size"
   grep -q "^vramfs $mnt fuse.vramfs " /proc/mounts || fail "the source is not shown as vramfs"
   umount "$mnt"

@@ -1,0 +1,336 @@
+#!/bin/bash
+# vramswap refusals: every bad flag and bad config line gets one clear line
+# and a non-zero exit with nothing created; a start that fails part-way rolls
+# back everything it created and says which step failed; stop refuses to go
+# on when swapoff fails and leaves everything running.  Failing steps are
+# simulated with fake losetup/mkswap/swapon/swapoff/vramfs/nvidia-smi.
+
+: "${TESTS_DIR:=$(cd "$(dirname "$0")" && pwd)}"
+. "$TESTS_DIR/functions.sh"
+requires_root
+requires_fuse
+requires_loop
+requires_swap
+
+: "${VRAMSWAP:=$TESTS_DIR/../scripts/vramswap}"
+[ -x "$VRAMSWAP" ] || fail "no vramswap script at $VRAMSWAP (set VRAMSWAP)"
+command -v "$VRAMFS" >/dev/null || fail "no vramfs binary at $VRAMFS (set VRAMFS)"
+
+BASE=$(make_tempdir)
+DIR=$BASE/run
+export VRAMSWAP_CONF=$BASE/none.conf
+REAL_LOSETUP=$(command -v losetup)
+REAL_SWAPON=$(command -v swapon)
+
+vs_teardown() {
+  local sys file dev mp
+  for sys in /sys/block/loop*/loop/backing_file; do
+    file=$(cat "$sys" 2>/dev/null) || continue
+    case $file in "$BASE"/*) ;; *) continue ;; esac
+    dev=${sys#/sys/block/}
+    dev=/dev/${dev%%/*}
+    swapoff "$dev" 2>/dev/null
+    losetup -d "$dev" 2>/dev/null
+  done
+  sleep 0.2
+  for mp in $(mounts_under "$BASE"); do
+    umount "$mp" 2>/dev/null || { sleep 1; umount "$mp" 2>/dev/null; } || umount -l "$mp"
+  done
+}
+vs_exit() {
+  local status=$?
+  set +e
+  vs_teardown
+  (exit "$status")
+  cleanup
+}
+trap vs_exit EXIT
+
+vs() {
+  RC=0
+  "$VRAMSWAP" "$@" >"$BASE/out" 2>"$BASE/err" || RC=$?
+  OUT=$(cat "$BASE/out")
+  ERR=$(cat "$BASE/err")
+}
+show() { echo "vramswap $*: rc=$RC"; echo "stdout: $OUT"; echo "stderr: $ERR"; }
+expect_rc() {
+  [ "$RC" = "$1" ] || { show "($2)"; fail "$2: exit status $RC, expected $1"; }
+}
+loops_under() {
+  local sys file dev
+  for sys in /sys/block/loop*/loop/backing_file; do
+    file=$(cat "$sys" 2>/dev/null) || continue
+    case $file in "$1"/*) ;; *) continue ;; esac
+    dev=${sys#/sys/block/}
+    echo "/dev/${dev%%/*}"
+  done
+}
+mounts_under() {
+  awk -v base="$1" '{ for (i = 7; $i != "-"; i++); if ($(i + 1) == "fuse.vramfs" &&
+    (index($5, base "/") == 1 || $5 == base)) print $5 }' /proc/self/mountinfo
+}
+in_swaps() { awk -v d="$1" 'NR > 1 && $1 == d { f = 1 } END { exit !f }' /proc/swaps; }
+alive() { [ -d "/proc/$1" ] && [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+vramfs_daemons_under() { # pids of vramfs daemons serving a mount under PATH
+  local pid
+  for pid in $(pgrep -x vramfs); do
+    alive "$pid" || continue
+    tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "^$1/" && echo "$pid"
+  done
+  return 0
+}
+
+# Nothing of ours exists: no loop device, mount, swap, daemon, and DIR was
+# not created (or was removed again).
+assert_nothing() { # WHAT
+  [ -z "$(loops_under "$BASE")" ] || fail "$1: loop devices left: $(loops_under "$BASE")"
+  [ -z "$(mounts_under "$BASE")" ] || fail "$1: mounts left: $(mounts_under "$BASE")"
+  [ ! -e "$DIR" ] || fail "$1: $DIR was left behind: $(ls -A "$DIR")"
+  sleep 0.1
+  [ -z "$(vramfs_daemons_under "$BASE")" ] || fail "$1: vramfs daemons left: $(vramfs_daemons_under "$BASE")"
+}
+
+# A usage or configuration error: exit 2, one line on stderr that starts
+# with "vramswap: " and contains TEXT, nothing on stdout, nothing created.
+expect_usage_error() { # TEXT ARGS...
+  local text=$1
+  shift
+  vs "$@"
+  expect_rc 2 "$*"
+  [ -z "$OUT" ] || { show "$@"; fail "$*: printed on stdout"; }
+  [ "$(wc -l <<<"$ERR")" = 1 ] || { show "$@"; fail "$*: not one line on stderr"; }
+  [[ $ERR == "vramswap: "* ]] || { show "$@"; fail "$*: message without the vramswap: prefix"; }
+  [[ $ERR == *"$text"* ]] || { show "$@"; fail "$*: message does not say '$text'"; }
+  echo "  $* -> $ERR"
+  assert_nothing "$*"
+}
+
+# fake NAME SCRIPT: a command NAME in $BASE/fake-NAME/, first on PATH for
+# the calls that use FAKE_PATH.
+fake() {
+  mkdir -p "$BASE/fake-$1"
+  printf '#!/bin/bash\n%s\n' "$2" >"$BASE/fake-$1/$1"
+  chmod +x "$BASE/fake-$1/$1"
+  FAKE_PATH=$BASE/fake-$1:$PATH
+}
+
+# --- help, version ------------------------------------------------------------
+
+info "--help and --version"
+vs --help
+expect_rc 0 "--help"
+grep -q '^usage: vramswap start' <<<"$OUT" || fail "--help has no usage line"
+vs --version
+expect_rc 0 "--version"
+grep -Eq '^vramswap [0-9]' <<<"$OUT" || fail "--version says: $OUT"
+# The built page where the build says (MAN_DIR), else its source: the
+# options are the same in both.
+MAN=${MAN_DIR:-$TESTS_DIR/../man}/vramswap.8
+[ -f "$MAN" ] || MAN=$TESTS_DIR/../man/vramswap.8.in
+if [ -f "$MAN" ]; then
+  info "--help and the man page list the same commands and options"
+  vs --help
+  # --help: the lines under "commands:" and "options:"; the man page: the
+  # .TP headings of COMMANDS and OPTIONS.
+  help_list=$(awk '/^commands:|^options:/ { on = 1; next } /^[^ ]/ { on = 0 }
+    on && /^  [a-z]/ { print $1 } on && /^  --?[a-zA-Z]/ { n = split(substr($0, 1, 22), f, /[ ,]+/)
+    for (i = 1; i <= n; i++) if (f[i] ~ /^--?[a-zA-Z]/) print f[i] }' <<<"$OUT" | sort -u)
+  man_list=$(awk '/^\.SH (COMMANDS|OPTIONS)/ { on = 1; next } /^\.SH/ { on = 0 }
+    on && prev == ".TP" { print } { prev = $0 }' "$MAN" |
+    sed 's/\\-/-/g; s/\\f[BIRP]//g; s/^\.[A-Z]* //; s/"//g' |
+    grep -Eo '(^|[ ,])(--?[a-zA-Z][a-z-]*|start|stop|status)' | tr -d ' ,' | sort -u)
+  [ -n "$help_list" ] || fail "no options found in --help"
+  [ "$help_list" = "$man_list" ] ||
+    fail "--help and vramswap.8 differ: $(diff <(echo "$help_list") <(echo "$man_list") | grep '^[<>]' | tr '\n' ' ')"
+fi
+
+# --- bad command lines: exit 2, nothing created ---------------------------------
+
+info "bad command lines"
+H=(--backend host --size 64M --dir "$DIR")
+expect_usage_error "missing command"
+expect_usage_error "unknown command frobnicate" frobnicate
+expect_usage_error "unknown option --bogus" --bogus
+expect_usage_error "unknown option --bogus for start" start "${H[@]}" --bogus
+expect_usage_error "unknown option -x for start" start "${H[@]}" -x
+expect_usage_error "option --size needs a value" start --backend host --dir "$DIR" --size
+expect_usage_error "option --size needs a value" start --backend host --dir "$DIR" --size=
+expect_usage_error "bad --size value 'abc'" start "${H[@]}" --size abc
+expect_usage_error "bad --size value '0'" start "${H[@]}" --size 0
+expect_usage_error "bad --size value '12X'" start "${H[@]}" --size 12X
+expect_usage_error "from 1% to 100%" start "${H[@]}" --size 101%
+expect_usage_error "bad --cache value '50%'" start "${H[@]}" --cache 50%
+expect_usage_error "bad --priority value '99999'" start "${H[@]}" --priority 99999
+expect_usage_error "bad --priority value '-1'" start "${H[@]}" --priority -1
+expect_usage_error "bad --priority value 'high'" start "${H[@]}" --priority high
+expect_usage_error "bad --backend value 'opencl'" start "${H[@]}" --backend opencl
+expect_usage_error "bad --gpu value 'x'" start "${H[@]}" --gpu x
+expect_usage_error "bad --gpu value '1,,2'" start "${H[@]}" --gpu 1,,2
+expect_usage_error "option --gpu needs a value" start "${H[@]}" --gpu
+expect_usage_error "option --dir needs a value" start --backend host --size 64M --dir ""
+expect_usage_error "--backend host needs --size" start --backend host --dir "$DIR"
+expect_usage_error "option --discard takes no value" start "${H[@]}" --discard=no
+expect_usage_error "unknown option --size for stop" stop --dir "$DIR" --size 1G
+expect_usage_error "unknown option --discard for stop" stop --dir "$DIR" --discard
+expect_usage_error "unknown option --gpu for status" status --dir "$DIR" --gpu 0
+expect_usage_error "unknown option extra for status" status --dir "$DIR" extra
+
+# --- bad config files: exit 2 naming FILE:LINE, nothing created ------------------
+
+info "bad config lines"
+CONF=$BASE/vramswap.conf
+# bad_conf LINE TEXT: a config whose third line is LINE must be refused
+# naming CONF:3 and TEXT, for start, stop and status alike.
+bad_conf() {
+  printf '# vramswap test\nBACKEND=host\n%s\nSIZE=64M\nDIR=%s\n' "$1" "$DIR" >"$CONF"
+  VRAMSWAP_CONF=$CONF expect_usage_error "$CONF:3: $2" start
+  VRAMSWAP_CONF=$CONF expect_usage_error "$CONF:3: $2" stop
+  VRAMSWAP_CONF=$CONF expect_usage_error "$CONF:3: $2" status
+}
+bad_conf 'FOO=1' "unknown key FOO"
+bad_conf 'size=64M' "unknown key size"
+bad_conf 'PRIORITY=high' "bad PRIORITY value 'high'"
+bad_conf 'PRIORITY=40000' "bad PRIORITY value '40000'"
+bad_conf 'DISCARD=maybe' "bad DISCARD value 'maybe': expected yes or no"
+bad_conf 'BACKEND=opencl' "bad BACKEND value 'opencl': expected cuda or host"
+bad_conf 'SIZE=lots' "bad SIZE value 'lots'"
+bad_conf 'CACHE=10%' "bad CACHE value '10%'"
+bad_conf 'GPU=all,0' "bad GPU value 'all,0'"
+bad_conf 'DIR=relative/path' "bad DIR value 'relative/path': expected an absolute path"
+bad_conf 'just some words' "expected KEY=value"
+# The file is parsed, never sourced: nothing in it runs.
+bad_conf "SIZE=\$(touch $BASE/pwned)" "bad SIZE value"
+[ ! -e "$BASE/pwned" ] || fail "a command in the config file ran"
+bad_conf "touch $BASE/pwned" "expected KEY=value"
+[ ! -e "$BASE/pwned" ] || fail "a command in the config file ran"
+info "a config file that cannot be read"
+mkdir -p "$BASE/conf-dir"
+VRAMSWAP_CONF=$BASE/conf-dir expect_usage_error "cannot read $BASE/conf-dir" start "${H[@]}"
+
+# --- GPUs that do not exist, a mount that fails: exit 1, nothing left ---------------
+
+info "a GPU that does not exist"
+fake nvidia-smi 'printf "0, GPU-00000000-aaaa\n1, GPU-11111111-bbbb\n"'
+PATH=$FAKE_PATH vs start --backend cuda --gpu 5 --dir "$DIR"
+expect_rc 1 "start --gpu 5"
+grep -q "^vramswap: GPU 5 does not exist (GPUs here: 0 1)$" <<<"$ERR" || { show start; fail "start --gpu 5 says: $ERR"; }
+assert_nothing "start --gpu 5"
+PATH=$FAKE_PATH vs start --backend cuda --gpu 0,7 --dir "$DIR"
+expect_rc 1 "start --gpu 0,7"
+grep -q "GPU 7 does not exist" <<<"$ERR" || fail "start --gpu 0,7 says: $ERR"
+assert_nothing "start --gpu 0,7 (gpu0 must not be started either)"
+fake nvidia-smi 'echo "NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver." ; exit 9'
+PATH=$FAKE_PATH vs start --backend cuda --dir "$DIR"
+expect_rc 1 "start, nvidia-smi failing"
+grep -q "nvidia-smi cannot list the GPUs: NVIDIA-SMI has failed" <<<"$ERR" || fail "start with a failing nvidia-smi says: $ERR"
+assert_nothing "start, nvidia-smi failing"
+
+info "vramfs cannot mount: step named, directory removed"
+fake nvidia-smi 'printf "0, GPU-00000000-aaaa\n1, GPU-11111111-bbbb\n"'
+cat >"$BASE/fake-vramfs" <<'EOF'
+#!/bin/bash
+echo "vramfs: cannot reserve 64M of VRAM on GPU 1: out of memory" >&2
+exit 1
+EOF
+chmod +x "$BASE/fake-vramfs"
+PATH=$FAKE_PATH VRAMFS=$BASE/fake-vramfs vs start --backend cuda --size 64M --dir "$DIR" --gpu 1
+expect_rc 1 "start, vramfs failing"
+# vramfs gets the UUID: CUDA may number the GPUs otherwise than nvidia-smi.
+grep -q "^vramswap: gpu1: mount (.*device=GPU-11111111-bbbb.*) failed" <<<"$ERR" ||
+  { show start; fail "vramfs did not get the GPU's UUID"; }
+grep -q "^vramswap: gpu1: mount (.*) failed: vramfs: cannot reserve 64M of VRAM on GPU 1: out of memory$" <<<"$ERR" ||
+  { show start; fail "a failing mount is not reported as such"; }
+assert_nothing "start, vramfs failing"
+
+info "DIR cannot be created"
+vs start --backend host --size 64M --dir "/proc/vramswap-test-$$"
+expect_rc 1 "start --dir /proc/..."
+grep -q "gpu0: creating /proc/vramswap-test-$$ failed" <<<"$ERR" || fail "an impossible DIR says: $ERR"
+touch "$BASE/a-file"
+vs start --backend host --size 64M --dir "$BASE/a-file/run"
+expect_rc 1 "start --dir under a file"
+grep -q "gpu0: creating $BASE/a-file/run failed: .*Not a directory" <<<"$ERR" || fail "DIR under a file says: $ERR"
+assert_nothing "unwritable DIR"
+
+# --- a step fails after the mount: everything rolled back --------------------------
+
+# rollback_case WHAT TEXT: start with the fake on PATH fails with TEXT in
+# its message and leaves nothing behind.
+rollback_case() {
+  PATH=$FAKE_PATH vs start --backend host --size 64M --dir "$DIR" --gpu "${3:-0}"
+  expect_rc 1 "$1"
+  grep -q "$2" <<<"$ERR" || { show start; fail "$1: the message does not say '$2'"; }
+  grep -q "rolling back" <<<"$ERR" || { show start; fail "$1: no word of rolling back"; }
+  echo "  $1 -> $(grep -v 'rolling back\|^vramfs: warning' <<<"$ERR" | tr '\n' ' ')"
+  assert_nothing "$1"
+}
+
+info "no free loop device (losetup fails)"
+fake losetup 'echo "losetup: cannot find an unused loop device" >&2; exit 1'
+rollback_case "losetup failing" "gpu0: attaching a loop device (losetup) failed: losetup: cannot find an unused loop device"
+info "... with a DIR of several new levels and spaces: all of them removed"
+SAVED_DIR=$DIR
+DIR="$BASE/new dir/deeper/run"
+rollback_case "losetup failing, nested DIR" "gpu0: attaching a loop device (losetup) failed"
+[ ! -e "$BASE/new dir" ] || fail "rollback left $BASE/new dir behind"
+DIR=$SAVED_DIR
+
+info "a loop device without direct I/O is refused"
+fake losetup "args=(); for a in \"\$@\"; do [ \"\$a\" = --direct-io=on ] || args+=(\"\$a\"); done; exec $REAL_LOSETUP \"\${args[@]}\""
+rollback_case "loop without dio" "gpu0: direct I/O check failed: /dev/loop[0-9]* has dio=0, not 1"
+
+info "mkswap fails"
+fake mkswap 'echo "mkswap: error: swap area needs to be at least 40 KiB" >&2; exit 1'
+rollback_case "mkswap failing" "gpu0: mkswap /dev/loop[0-9]* failed: mkswap: error: swap area needs"
+
+info "swapon fails"
+fake swapon 'echo "swapon: /dev/loop9: swapon failed: Device or resource busy" >&2; exit 1'
+rollback_case "swapon failing" "gpu0: swapon --priority 100 /dev/loop[0-9]* failed: swapon: .*busy"
+
+info "the second GPU fails: the first, already swapping, is rolled back too"
+fake swapon "if [ -e $BASE/swapon-once ]; then echo 'swapon: failed' >&2; exit 1; fi
+touch $BASE/swapon-once; exec $REAL_SWAPON \"\$@\""
+rollback_case "second swapon failing" "gpu1: swapon .* failed" 0,1
+grep -q "rolling back: swapoff" <<<"$ERR" || fail "the first GPU's swap was not turned off again"
+
+info "what was already active before the start is left alone"
+vs start --backend host --size 64M --dir "$DIR"
+expect_rc 0 "start gpu0"
+LOOP=$(loops_under "$DIR/gpu0")
+in_swaps "$LOOP" || fail "gpu0 did not start"
+rm -f "$BASE/swapon-once"
+touch "$BASE/swapon-once"
+PATH=$FAKE_PATH vs start --backend host --size 64M --dir "$DIR" --gpu 0,1
+expect_rc 1 "start --gpu 0,1 with gpu0 active"
+grep -q "gpu0: already active" <<<"$OUT" || { show start; fail "gpu0 not reported as already active"; }
+grep -q "gpu1: swapon .* failed" <<<"$ERR" || { show start; fail "the gpu1 failure is not reported"; }
+in_swaps "$LOOP" || fail "a failed start rolled back gpu0, which it did not create"
+[ "$(loops_under "$DIR/gpu0")" = "$LOOP" ] || fail "gpu0's loop device changed"
+[ -z "$(loops_under "$DIR/gpu1")" ] || fail "gpu1's loop device was left"
+! mountpoint -q "$DIR/gpu1" || fail "gpu1 was left mounted"
+
+# --- stop refuses when swapoff fails ----------------------------------------------
+
+info "swapoff fails: stop says so, exits 1, and everything keeps running"
+PID=$(daemon_pid "$DIR/gpu0")
+# shellcheck disable=SC2016 # $1 is the fake's argument
+fake swapoff 'echo "swapoff: $1: swapoff failed: Cannot allocate memory" >&2; exit 255'
+PATH=$FAKE_PATH vs stop --dir "$DIR"
+expect_rc 1 "stop with swapoff failing"
+grep -q "^vramswap: gpu0: swapoff $LOOP failed: swapoff: $LOOP: swapoff failed: Cannot allocate memory; .*Left running" <<<"$ERR" ||
+  { show stop; fail "stop does not explain the swapoff failure"; }
+in_swaps "$LOOP" || fail "the swap went away although swapoff failed"
+[ "$(loops_under "$DIR/gpu0")" = "$LOOP" ] || fail "the loop device went away although swapoff failed"
+mountpoint -q "$DIR/gpu0" || fail "the mount went away although swapoff failed"
+alive "$PID" || fail "the daemon was stopped although its swap is active"
+vs status --dir "$DIR"
+expect_rc 0 "status after the refused stop"
+
+info "a real stop then cleans up"
+vs stop --dir "$DIR"
+expect_rc 0 "stop"
+[ -z "$(loops_under "$BASE")" ] || fail "loop devices left after stop"
+[ -z "$(mounts_under "$BASE")" ] || fail "mounts left after stop"
+! in_swaps "$LOOP" || fail "$LOOP is still swap"
+[ ! -e "$DIR/gpu0" ] || fail "stop left $DIR/gpu0"
+echo "PASS"

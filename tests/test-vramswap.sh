@@ -1,0 +1,355 @@
+#!/bin/bash
+# vramswap for real: start, status, stop, start twice, defaults from the
+# config file, several instances, stop while a process has pages in the swap,
+# and the broken states status must show (mount without swap, daemon gone,
+# swap without mount).  Backend host: RAM stands in for VRAM.
+
+: "${TESTS_DIR:=$(cd "$(dirname "$0")" && pwd)}"
+. "$TESTS_DIR/functions.sh"
+requires_root
+requires_fuse
+requires_loop
+requires_swap
+
+: "${VRAMSWAP:=$TESTS_DIR/../scripts/vramswap}"
+[ -x "$VRAMSWAP" ] || fail "no vramswap script at $VRAMSWAP (set VRAMSWAP)"
+command -v "$VRAMFS" >/dev/null || fail "no vramfs binary at $VRAMFS (set VRAMFS)"
+
+BASE=$(make_tempdir)
+DIR=$BASE/run
+# The machine's /etc/vramswap.conf must not change what the tests do.
+export VRAMSWAP_CONF=$BASE/none.conf
+SWAPPER_PID=
+ORPHAN_LOOP=
+CG=
+
+# --- teardown: whatever vramswap left under BASE, in the safe order ----------
+
+vs_teardown() {
+  local sys file dev mp
+  # The memory-limited swapper first: swapoff could not bring its pages
+  # back into a 64M cgroup.
+  [ -z "$SWAPPER_PID" ] || kill -9 "$SWAPPER_PID" 2>/dev/null
+  [ -z "$CG" ] || xargs -r kill -9 <"$CG/cgroup.procs" 2>/dev/null
+  sleep 0.2
+  for sys in /sys/block/loop*/loop/backing_file; do
+    file=$(cat "$sys" 2>/dev/null) || continue
+    case $file in "$BASE"/*) ;; *) continue ;; esac
+    dev=${sys#/sys/block/}
+    dev=/dev/${dev%%/*}
+    swapoff "$dev" 2>/dev/null
+    losetup -d "$dev" 2>/dev/null
+  done
+  # A loop device whose mount was lazily unmounted: its file reads /swapfile.
+  if [ -n "$ORPHAN_LOOP" ] &&
+    [ "$(cat "/sys/block/${ORPHAN_LOOP#/dev/}/loop/backing_file" 2>/dev/null)" = /swapfile ]; then
+    swapoff "$ORPHAN_LOOP" 2>/dev/null
+    losetup -d "$ORPHAN_LOOP" 2>/dev/null
+  fi
+  sleep 0.2
+  for mp in $(mounts_under "$BASE"); do
+    umount "$mp" 2>/dev/null || { sleep 1; umount "$mp" 2>/dev/null; } || umount -l "$mp"
+  done
+}
+vs_exit() {
+  local status=$?
+  set +e
+  vs_teardown
+  (exit "$status")
+  cleanup
+}
+trap vs_exit EXIT
+
+# --- helpers -----------------------------------------------------------------
+
+# vs ARGS...: runs vramswap; OUT, ERR and RC hold what happened.
+vs() {
+  RC=0
+  "$VRAMSWAP" "$@" >"$BASE/out" 2>"$BASE/err" || RC=$?
+  OUT=$(cat "$BASE/out")
+  ERR=$(cat "$BASE/err")
+}
+show() { echo "vramswap $*: rc=$RC"; echo "stdout: $OUT"; echo "stderr: $ERR"; }
+expect_rc() { # RC WHAT
+  [ "$RC" = "$1" ] || { show "($2)"; fail "$2: exit status $RC, expected $1"; }
+}
+
+# Loop devices whose backing file lies under PATH.
+loops_under() {
+  local sys file dev
+  for sys in /sys/block/loop*/loop/backing_file; do
+    file=$(cat "$sys" 2>/dev/null) || continue
+    case $file in "$1"/*) ;; *) continue ;; esac
+    dev=${sys#/sys/block/}
+    echo "/dev/${dev%%/*}"
+  done
+}
+# fuse.vramfs mounts at or under PATH.
+mounts_under() {
+  awk -v base="$1" '{ for (i = 7; $i != "-"; i++); if ($(i + 1) == "fuse.vramfs" &&
+    (index($5, base "/") == 1 || $5 == base)) print $5 }' /proc/self/mountinfo
+}
+in_swaps() { awk -v d="$1" 'NR > 1 && $1 == d { f = 1 } END { exit !f }' /proc/swaps; }
+swap_prio() { awk -v d="$1" '$1 == d { print $5 }' /proc/swaps; }
+swap_size_kib() { awk -v d="$1" '$1 == d { print $3 }' /proc/swaps; }
+alive() { [ -d "/proc/$1" ] && [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+
+# Nothing of ours is left: no loop device, mount or swap.
+assert_clean() { # WHAT
+  local dev
+  [ -z "$(loops_under "$BASE")" ] || fail "$1: loop devices left: $(loops_under "$BASE")"
+  [ -z "$(mounts_under "$BASE")" ] || fail "$1: mounts left: $(mounts_under "$BASE")"
+  # Every loop device a test saw (loop_of runs in command substitutions,
+  # so they are kept in a file).
+  [ -f "$BASE/seen" ] || return 0
+  while read -r dev; do
+    ! in_swaps "$dev" || fail "$1: $dev is still swap"
+  done <"$BASE/seen"
+}
+
+# The single loop device of instance N; fails unless there is exactly one.
+loop_of() {
+  local loops
+  loops=$(loops_under "$DIR/gpu$1")
+  [ -n "$loops" ] || fail "gpu$1: no loop device holds $DIR/gpu$1/swapfile"
+  [ "$(wc -w <<<"$loops")" = 1 ] || fail "gpu$1: several loop devices: $loops"
+  echo "$loops" >>"$BASE/seen"
+  echo "$loops"
+}
+
+# Instance N is fully set up: mount, loop with dio, swap at priority P.
+assert_active() { # N PRIORITY
+  local loop
+  mountpoint -q "$DIR/gpu$1" || fail "gpu$1: $DIR/gpu$1 is not mounted"
+  [ "$(mounts_under "$DIR/gpu$1")" = "$DIR/gpu$1" ] || fail "gpu$1: not a fuse.vramfs mount"
+  loop=$(loop_of "$1")
+  [ "$(cat "/sys/block/${loop#/dev/}/loop/dio")" = 1 ] || fail "gpu$1: $loop without direct I/O"
+  in_swaps "$loop" || fail "gpu$1: $loop is not in /proc/swaps"
+  [ "$(swap_prio "$loop")" = "$2" ] || fail "gpu$1: priority $(swap_prio "$loop"), expected $2"
+}
+
+# --- nothing running ---------------------------------------------------------
+
+info "status with nothing running: exit 3"
+vs status --dir "$DIR"
+expect_rc 3 "status, nothing running"
+grep -q "no VRAM swap" <<<"$OUT" || fail "status with nothing running says: $OUT"
+
+info "stop with nothing running: says so, exit 0"
+vs stop --dir "$DIR"
+expect_rc 0 "stop, nothing running"
+grep -q "nothing to stop" <<<"$OUT" || fail "stop with nothing running says: $OUT"
+vs stop --dir "$DIR" --gpu 4
+expect_rc 0 "stop --gpu 4, nothing running"
+grep -q "gpu4: not running" <<<"$OUT" || fail "stop --gpu 4 says: $OUT"
+
+# --- start, status, start again, stop ------------------------------------------
+
+info "start --backend host --size 256M --priority 7"
+vs start --backend host --size 256M --priority 7 --dir "$DIR"
+expect_rc 0 "start"
+assert_active 0 7
+LOOP=$(loop_of 0)
+grep -q "gpu0: swap on $LOOP" <<<"$OUT" || fail "start says: $OUT"
+# 256 MiB less the one page mkswap keeps for its header.
+[ "$(swap_size_kib "$LOOP")" = $((256 * 1024 - 4)) ] ||
+  fail "swap size $(swap_size_kib "$LOOP") KiB, expected 256M"
+[ "$(stat_value "$DIR/gpu0" backend)" = host ] || fail "the mount is not backend=host"
+[ "$(stat_value "$DIR/gpu0" size_bytes)" = $((256 << 20)) ] || fail "the mount is not 256M"
+[ "$(stat_value "$DIR/gpu0" lazy)" = 0 ] || fail "mounted lazy without --discard"
+PID=$(daemon_pid "$DIR/gpu0")
+[ -n "$PID" ] || fail "no vramfs daemon serves $DIR/gpu0"
+
+info "status: exit 0 and a row for gpu0"
+vs status --dir "$DIR"
+expect_rc 0 "status, one active"
+echo "$OUT"
+head -n 1 <<<"$OUT" | grep -q '^GPU .*MOUNTPOINT .*LOOP .*DIO .*SIZE .*USED .*HELD .*HITS .*ERRORS .*STATE' ||
+  fail "status has no header row"
+grep -Eq "^0 +host +$DIR/gpu0 +$LOOP +1 +256M +[^ ]+ +7 +256M .* active$" <<<"$OUT" ||
+  fail "status has no active row for gpu0"
+
+info "start again: says already active, changes nothing"
+before=$(loops_under "$BASE"; mounts_under "$BASE"; awk -v d="$LOOP" '$1 == d { print $1, $3, $5 }' /proc/swaps)
+vs start --backend host --size 256M --priority 7 --dir "$DIR"
+expect_rc 0 "second start"
+grep -q "gpu0: already active" <<<"$OUT" || fail "second start says: $OUT"
+after=$(loops_under "$BASE"; mounts_under "$BASE"; awk -v d="$LOOP" '$1 == d { print $1, $3, $5 }' /proc/swaps)
+[ "$before" = "$after" ] || fail "second start changed things: before: $before after: $after"
+[ "$(daemon_pid "$DIR/gpu0")" = "$PID" ] || fail "second start replaced the daemon"
+
+info "stop: swapoff, losetup -d, umount, daemon gone"
+vs stop --dir "$DIR"
+expect_rc 0 "stop"
+grep -q "gpu0: stopped" <<<"$OUT" || fail "stop says: $OUT"
+assert_clean "after stop"
+! alive "$PID" || fail "the daemon $PID still runs after stop"
+[ ! -e "$DIR/gpu0" ] || fail "stop left $DIR/gpu0 behind"
+vs status --dir "$DIR"
+expect_rc 3 "status after stop"
+
+# --- the config file, several instances, flags over the file --------------------
+
+info "defaults from the config file: two instances, priority 5, discard"
+CONF=$BASE/vramswap.conf
+cat >"$CONF" <<EOF
+# a comment, then a blank line
+
+BACKEND=host
+  SIZE = "128M"
+PRIORITY='5'
+DISCARD=yes
+GPU=0,1
+CACHE=
+DIR=$DIR
+EOF
+VRAMSWAP_CONF=$CONF vs start
+expect_rc 0 "start from the config file"
+assert_active 0 5
+assert_active 1 5
+for n in 0 1; do
+  [ "$(stat_value "$DIR/gpu$n" lazy)" = 1 ] || fail "DISCARD=yes did not mount gpu$n lazy"
+  [ "$(stat_value "$DIR/gpu$n" size_bytes)" = $((128 << 20)) ] || fail "gpu$n is not SIZE=128M"
+done
+VRAMSWAP_CONF=$CONF vs status
+expect_rc 0 "status, two active"
+[ "$(grep -c ' active$' <<<"$OUT")" = 2 ] || { echo "$OUT"; fail "status does not show two active rows"; }
+
+info "stop --gpu 1 stops only gpu1"
+LOOP1=$(loop_of 1)
+VRAMSWAP_CONF=$CONF vs stop --gpu 1
+expect_rc 0 "stop --gpu 1"
+! in_swaps "$LOOP1" || fail "gpu1 is still swap"
+! mountpoint -q "$DIR/gpu1" || fail "gpu1 is still mounted"
+assert_active 0 5
+
+info "flags win over the file: --priority 9 --no-discard --gpu 1"
+VRAMSWAP_CONF=$CONF vs start --priority 9 --no-discard --gpu 1
+expect_rc 0 "start --gpu 1 with flags"
+assert_active 1 9
+assert_active 0 5
+[ "$(stat_value "$DIR/gpu1" lazy)" = 0 ] || fail "--no-discard did not win over DISCARD=yes"
+VRAMSWAP_CONF=$CONF vs stop
+expect_rc 0 "stop both"
+assert_clean "after stopping both"
+
+info "a DIR with spaces, several levels of it new"
+SDIR="$BASE/with space/run dir"
+vs start --backend host --size 64M --dir "$SDIR"
+expect_rc 0 "start with spaces in DIR"
+LOOP=$(loops_under "$SDIR/gpu0")
+echo "$LOOP" >>"$BASE/seen"
+[ -n "$LOOP" ] || fail "no loop device for $SDIR/gpu0"
+in_swaps "$LOOP" || fail "no swap for $SDIR/gpu0"
+mountpoint -q "$SDIR/gpu0" || fail "$SDIR/gpu0 is not mounted"
+vs status --dir "$SDIR"
+expect_rc 0 "status with spaces in DIR"
+grep -q "$SDIR/gpu0 .* active$" <<<"$OUT" || { echo "$OUT"; fail "status does not show $SDIR/gpu0"; }
+vs stop --dir "$SDIR"
+expect_rc 0 "stop with spaces in DIR"
+assert_clean "after stop with spaces in DIR"
+
+# --- stop while a process has pages in the swap ---------------------------------
+
+info "stop while a memory-limited process has pages in the swap"
+vs start --backend host --size 512M --dir "$DIR"
+expect_rc 0 "start for the pressure test"
+LOOP=$(loop_of 0)
+CG=$(make_memory_cgroup 64)
+# 256 MiB in a 64 MiB cgroup: most of it must go through the swap, every
+# page is checked on each pass.
+# run_in_cgroup inlined: in the background a shell function would run in
+# a subshell, and $! would not be the swapper's pid.
+# shellcheck disable=SC2016 # $$ and $1 belong to the inner sh
+sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$CG" \
+  "$VRAMFS_IO" swapper 256 8 11 >"$BASE/swapper.out" 2>&1 &
+SWAPPER_PID=$!
+for ((i = 0; i < 600; i++)); do
+  used=$(swap_used_kib "$LOOP")
+  [ "${used:-0}" -lt $((64 * 1024)) ] || break
+  alive "$SWAPPER_PID" || { cat "$BASE/swapper.out"; fail "the swapper ended before it used the swap"; }
+  sleep 0.2
+done
+[ "${used:-0}" -ge $((64 * 1024)) ] || fail "only ${used:-0} KiB went to the swap in 120 s"
+# swapoff brings every page back into RAM, charged to the process's cgroup:
+# the 64M limit must go first or the kernel would OOM-kill the swapper.
+if [ -f "$CG/memory.max" ]; then echo max >"$CG/memory.max"; else echo -1 >"$CG/memory.limit_in_bytes"; fi
+used=$(swap_used_kib "$LOOP")
+alive "$SWAPPER_PID" || fail "the swapper finished before stop; nothing was tested"
+info "$((used / 1024)) MiB of the swapper's pages in the swap; stopping"
+vs stop --dir "$DIR"
+expect_rc 0 "stop with pages in the swap"
+assert_clean "after stop with pages in the swap"
+if alive "$SWAPPER_PID" && [ "$(awk 'NR > 1' /proc/swaps | wc -l)" = 0 ]; then
+  swapped=$(awk '/^VmSwap:/ { print $2 }' "/proc/$SWAPPER_PID/status" 2>/dev/null || echo 0)
+  [ "${swapped:-0}" = 0 ] || fail "the swapper still has $swapped KiB swapped after swapoff"
+fi
+rc=0
+wait "$SWAPPER_PID" || rc=$?
+SWAPPER_PID=
+ORPHAN_LOOP=
+CG=
+cat "$BASE/swapper.out"
+[ "$rc" = 0 ] || fail "the swapper failed (exit $rc) after its pages came back from the swap"
+grep -q "verified" "$BASE/swapper.out" || fail "the swapper did not verify its pages"
+
+# --- broken states: status shows them, stop cleans them up ----------------------
+
+info "a mount without swap: status shows it, start refuses, stop unmounts"
+mount_vramfs "$DIR/gpu3" "size=64M,device=3"
+vs status --dir "$DIR"
+expect_rc 3 "status, mount without swap"
+echo "$OUT"
+grep -Eq "^3 .* no-swap$" <<<"$OUT" || fail "status does not show gpu3 as no-swap"
+grep -q "gpu3: mounted but not used as swap.*vramswap stop --gpu 3" <<<"$OUT" ||
+  fail "status does not say what to do about gpu3"
+vs start --backend host --size 64M --gpu 3 --dir "$DIR"
+expect_rc 1 "start over a half set-up gpu3"
+grep -q "gpu3: partly set up" <<<"$ERR" || fail "start over gpu3 says: $ERR"
+[ -z "$(loops_under "$DIR/gpu3")" ] || fail "the refused start attached a loop device"
+vs stop --gpu 3 --dir "$DIR"
+expect_rc 0 "stop gpu3"
+assert_clean "after stopping the mount without swap"
+
+info "a daemon that died: status says so, stop cleans up"
+vs start --backend host --size 64M --dir "$DIR"
+expect_rc 0 "start for the dead-daemon test"
+LOOP=$(loop_of 0)
+# Swap goes off by hand first: a dead swap device that holds pages of other
+# processes on this machine would hurt them.
+swapoff "$LOOP"
+kill -9 "$(daemon_pid "$DIR/gpu0")"
+sleep 0.5
+vs status --dir "$DIR"
+expect_rc 3 "status, daemon gone"
+echo "$OUT"
+grep -Eq "^0 .*$LOOP .* dead$" <<<"$OUT" || fail "status does not show gpu0 as dead"
+grep -q "gpu0: the vramfs daemon is gone (Transport endpoint is not connected).*vramswap stop --gpu 0" <<<"$OUT" ||
+  fail "status does not explain the dead daemon"
+vs stop --dir "$DIR"
+expect_rc 0 "stop a dead instance"
+assert_clean "after stopping the dead instance"
+
+info "swap whose mount was lazily unmounted: status says so, stop cleans up"
+vs start --backend host --size 64M --dir "$DIR"
+expect_rc 0 "start for the no-mount test"
+LOOP=$(loop_of 0)
+PID=$(daemon_pid "$DIR/gpu0")
+ORPHAN_LOOP=$LOOP
+umount -l "$DIR/gpu0"
+vs status --dir "$DIR"
+expect_rc 3 "status, swap without mount"
+echo "$OUT"
+grep -Eq "^0 .*$LOOP .* no-mount$" <<<"$OUT" || fail "status does not show gpu0 as no-mount"
+grep -q "gpu0: swap on $LOOP but its vramfs mount is gone" <<<"$OUT" ||
+  fail "status does not explain the missing mount"
+vs stop --dir "$DIR"
+expect_rc 0 "stop without mount"
+in_swaps "$LOOP" && fail "$LOOP is still swap after stop"
+ORPHAN_LOOP=
+assert_clean "after stopping the unmounted instance"
+! alive "$PID" || fail "the daemon $PID still runs after stop"
+
+info "finally: no swap, loop device or mount of ours is left"
+assert_clean "at the end"
+echo "PASS"
