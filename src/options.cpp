@@ -235,6 +235,7 @@ std::optional<std::string> parse_command_line(int argc, const char *const *argv,
     return "too many arguments: " + quoted(positional[2]) + " (usage: vramfs [SOURCE] MOUNTPOINT)";
   if (positional.size() == 2) o->source = positional[0];
   o->mountpoint = positional.back();
+  if (o->mountpoint.empty()) return "the mountpoint is an empty string";
 
   if (o->cache < o->block * 8) {
     if (cache_given)

@@ -122,6 +122,7 @@ START_TEST(command_line_errors) {
       {{}, "no mountpoint"},
       {{"-o", "size=4G"}, "no mountpoint"},
       {{"a", "b", "c"}, "too many arguments"},
+      {{""}, "empty string"},
       {{"/mnt", "--bogus"}, "unknown option '--bogus'"},
       {{"/mnt", "-o"}, "needs a list"},
       {{"/mnt", "-o", "size="}, "needs a value"},
