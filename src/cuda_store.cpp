@@ -1,5 +1,6 @@
 #include "cuda_store.h"
 
+#include "cuda_vmm.h"
 #include "fault_injection.h"
 #include "log.h"
 #include "options.h"
@@ -11,34 +12,53 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <new>
-#include <type_traits>
-#include <vector>
+#include <optional>
+#include <string>
 
 namespace vramfs {
 namespace {
 
-// The one translation from CUDA errors to errno.
-int errno_of(cudaError_t err) {
-  return err == cudaErrorMemoryAllocation ? -ENOSPC : -EIO;
-}
+// The driver API (lazy mode) reports CUresult, the runtime cudaError_t; the
+// codes this file tells apart are numbered alike, so both go through the
+// functions below.
+static_assert(int(CUDA_ERROR_OUT_OF_MEMORY) == int(cudaErrorMemoryAllocation));
+static_assert(int(CUDA_ERROR_ILLEGAL_ADDRESS) == int(cudaErrorIllegalAddress));
+static_assert(int(CUDA_ERROR_ECC_UNCORRECTABLE) == int(cudaErrorECCUncorrectable));
+static_assert(int(CUDA_ERROR_LAUNCH_FAILED) == int(cudaErrorLaunchFailure));
+static_assert(int(CUDA_ERROR_NO_DEVICE) == int(cudaErrorNoDevice));
+static_assert(int(CUDA_ERROR_UNKNOWN) == int(cudaErrorUnknown));
+cudaError_t as_runtime_error(CUresult res) { return static_cast<cudaError_t>(res); }
 
-// Errors after which the context is unusable: every later call would fail
-// too, or worse, hang.  The store stops calling CUDA after one of these.
+// Errors after which the context is unusable ("the process must be
+// terminated and relaunched") or the device is gone: every later call
+// would fail too, or hang.
 bool is_sticky(cudaError_t err) {
   switch (err) {
     case cudaErrorIllegalAddress:
     case cudaErrorLaunchFailure:
+    case cudaErrorLaunchTimeout:
     case cudaErrorHardwareStackError:
     case cudaErrorIllegalInstruction:
     case cudaErrorMisalignedAddress:
+    case cudaErrorInvalidAddressSpace:
     case cudaErrorInvalidPc:
-    case cudaErrorLaunchTimeout:
+    case cudaErrorAssert:
+    case cudaErrorTensorMemoryLeak:
     case cudaErrorECCUncorrectable:
+    case cudaErrorNvlinkUncorrectable:
+    case cudaErrorContained:
+    case cudaErrorExternalDevice:
+    case cudaErrorMpsClientTerminated:
     case cudaErrorContextIsDestroyed:
-    case cudaErrorDevicesUnavailable:
+    // Once the device worked, these mean it fell off the bus or the
+    // runtime is being torn down.
+    case cudaErrorInitializationError:
+    case cudaErrorCudartUnloading:
+    case cudaErrorNoDevice:
+    case cudaErrorDeviceUninitialized:
     case cudaErrorUnknown:
       return true;
     default:
@@ -46,40 +66,13 @@ bool is_sticky(cudaError_t err) {
   }
 }
 
+// The one translation from CUDA errors to errno.
+int errno_of(cudaError_t err) {
+  if (err == cudaSuccess) return 0;
+  return err == cudaErrorMemoryAllocation ? -ENOSPC : -EIO;
+}
+
 uint64_t round_up(uint64_t v, uint64_t to) { return (v + to - 1) / to * to; }
-
-// The driver API functions for lazy mapping, found through the runtime so
-// that the binary does not link libcuda, which only a GPU driver installs.
-struct driver_api {
-  decltype(&::cuMemCreate) mem_create = nullptr;
-  decltype(&::cuMemRelease) mem_release = nullptr;
-  decltype(&::cuMemAddressReserve) address_reserve = nullptr;
-  decltype(&::cuMemAddressFree) address_free = nullptr;
-  decltype(&::cuMemMap) map = nullptr;
-  decltype(&::cuMemUnmap) unmap = nullptr;
-  decltype(&::cuMemSetAccess) set_access = nullptr;
-  decltype(&::cuMemGetAllocationGranularity) granularity = nullptr;
-
-  std::optional<std::string> load() {
-    auto get = [](const char *name, auto *fn) -> bool {
-      void *p = nullptr;
-      cudaDriverEntryPointQueryResult found;
-      if (cudaGetDriverEntryPointByVersion(name, &p, 12000, cudaEnableDefault, &found) !=
-              cudaSuccess ||
-          found != cudaDriverEntryPointSuccess || !p)
-        return false;
-      *fn = reinterpret_cast<std::remove_pointer_t<decltype(fn)>>(p);
-      return true;
-    };
-    if (get("cuMemCreate", &mem_create) && get("cuMemRelease", &mem_release) &&
-        get("cuMemAddressReserve", &address_reserve) &&
-        get("cuMemAddressFree", &address_free) && get("cuMemMap", &map) &&
-        get("cuMemUnmap", &unmap) && get("cuMemSetAccess", &set_access) &&
-        get("cuMemGetAllocationGranularity", &granularity))
-      return std::nullopt;
-    return "the CUDA driver lacks virtual memory management, which -o lazy needs";
-  }
-};
 
 class cuda_channel final : public store_channel {
  public:
@@ -88,6 +81,11 @@ class cuda_channel final : public store_channel {
   cudaStream_t stream;
 };
 
+cudaStream_t stream_of(store_channel &ch) { return static_cast<cuda_channel &>(ch).stream; }
+
+// Threading: any number of threads copy at once, each on its own channel
+// (stream); the store's own state is the failed flag and, in lazy mode, the
+// chunk table inside cuda_vmm, which has its own lock.
 class cuda_store final : public block_store {
  public:
   cuda_store(uint64_t size, bool lazy, int device, std::string description)
@@ -99,8 +97,10 @@ class cuda_store final : public block_store {
 
   const char *backend() const override { return "cuda"; }
   std::string device() const override { return description_; }
-  uint64_t chunk_size() const override { return granularity_; }
-  uint64_t held_bytes() const override { return held_.load(std::memory_order_relaxed); }
+  uint64_t chunk_size() const override { return vmm_ ? vmm_->granularity() : reserved_chunk; }
+  uint64_t held_bytes() const override {
+    return vmm_ ? vmm_->held_bytes() : reserved_ ? round_up(size(), reserved_chunk) : 0;
+  }
 
   std::unique_ptr<store_channel> open_channel() override;
   int submit_read(store_channel &ch, uint64_t offset, void *dst, size_t len) override;
@@ -112,98 +112,92 @@ class cuda_store final : public block_store {
   void free_host(void *ptr, size_t bytes) override;
 
  private:
-  // The runtime's current device is per thread: every thread that calls in
-  // makes this GPU current once.
-  void bind_thread() const {
-    thread_local int bound = -1;
-    if (bound != device_) {
-      cudaSetDevice(device_);
-      bound = device_;
-    }
-  }
+  // What chunk_size() reports in reserved mode, where nothing is chunked:
+  // the reservation is rounded up to it, as lazy mode's would be.
+  static constexpr uint64_t reserved_chunk = 2 * MiB;
+
+  int bind_thread();
+  // 0, or the errno for a failed CUDA call: logged, and a sticky error
+  // puts the store into the failed state.  Allocates nothing.
   int check(cudaError_t err, const char *what);
   int check_copy(uint64_t offset, size_t len);
-  void unmap_chunk(uint64_t index);
+  int copy(store_channel &ch, char *to, const char *from, size_t len, cudaMemcpyKind kind,
+           const char *what);
 
   const int device_;
   const std::string description_;
-  uint64_t granularity_ = 2 << 20;
-  char *base_ = nullptr;  // device address of offset 0
-  std::atomic<uint64_t> held_{0};
+  char *reserved_ = nullptr;        // reserved mode: one cudaMalloc for the whole size
+  std::unique_ptr<cuda_vmm> vmm_;   // lazy mode
   std::atomic<bool> failed_{false};
-
-  // Lazy mode.
-  driver_api driver_;
-  CUdeviceptr reserved_va_ = 0;
-  uint64_t reserved_bytes_ = 0;
-  std::vector<CUmemGenericAllocationHandle> chunks_;  // 0: not mapped
-  std::mutex chunks_mutex_;
+  std::atomic<bool> device_lost_{false};  // a real sticky error, not an injected one
 };
+
+int cuda_store::bind_thread() {
+  // The runtime's current device is per thread; a thread calls in here
+  // with its own channel for its whole life, so this is set once per thread.
+  thread_local int bound = -1;
+  if (bound == device_) return 0;
+  if (int err = check(cudaSetDevice(device_), "selecting the device")) return err;
+  bound = device_;
+  return 0;
+}
 
 int cuda_store::check(cudaError_t err, const char *what) {
   if (err == cudaSuccess) return 0;
   if (is_sticky(err)) {
+    device_lost_ = true;
     if (!failed_.exchange(true))
       log_err("GPU %s lost during %s: %s; every request now fails with EIO",
               description_.c_str(), what, cudaGetErrorString(err));
-  } else {
-    log_err_limited("%s on GPU %s failed: %s", what, description_.c_str(),
-                    cudaGetErrorString(err));
+    return -EIO;
   }
+  log_err_limited("%s on GPU %s failed: %s", what, description_.c_str(), cudaGetErrorString(err));
   return errno_of(err);
 }
 
 std::optional<std::string> cuda_store::allocate() {
-  bind_thread();
-  if (!lazy()) {
-    // One allocation for the whole size: a later write never fails for
-    // lack of VRAM, and the address arithmetic stays trivial.
-    void *p = nullptr;
-    uint64_t bytes = round_up(size(), granularity_);
-    cudaError_t err = fault_injection::alloc_fails() ? cudaErrorMemoryAllocation
-                                                     : cudaMalloc(&p, bytes);
-    if (err != cudaSuccess)
-      return "cannot allocate " + format_size(size()) + " of VRAM on GPU " + description_ +
-             ": " + cudaGetErrorString(err);
-    base_ = static_cast<char *>(p);
-    held_ = bytes;
+  if (bind_thread()) return "cannot select GPU " + description_;
+  if (lazy()) {
+    std::string error;
+    vmm_ = cuda_vmm::create(device_, size(), &error);
+    if (!vmm_) return error + " on GPU " + description_;
     return std::nullopt;
   }
-  if (auto err = driver_.load()) return err;
-  CUmemAllocationProp prop{};
-  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-  prop.location.id = device_;
-  size_t gran = 0;
-  if (driver_.granularity(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM) != CUDA_SUCCESS || !gran)
-    return "cannot query the VRAM allocation granularity of GPU " + description_;
-  granularity_ = gran;
-  reserved_bytes_ = round_up(size(), granularity_);
-  if (driver_.address_reserve(&reserved_va_, reserved_bytes_, 0, 0, 0) != CUDA_SUCCESS)
-    return "cannot reserve " + format_size(reserved_bytes_) + " of GPU address space on " +
-           description_;
-  base_ = reinterpret_cast<char *>(reserved_va_);
-  chunks_.assign(reserved_bytes_ / granularity_, 0);
+  // One cudaMalloc for the whole size: a later write can never fail for
+  // lack of VRAM, the copy path is plain address arithmetic, and no driver
+  // API is involved.  VMM chunks would buy nothing when nothing is ever
+  // given back.
+  void *p = nullptr;
+  cudaError_t err = cudaMalloc(&p, round_up(size(), reserved_chunk));
+  if (err != cudaSuccess) {
+    cudaGetLastError();  // not sticky: clear it for later calls
+    return "cannot allocate " + format_size(size()) + " of VRAM on GPU " + description_ + ": " +
+           cudaGetErrorString(err);
+  }
+  reserved_ = static_cast<char *>(p);
   return std::nullopt;
 }
 
 cuda_store::~cuda_store() {
-  bind_thread();
-  if (lazy()) {
-    if (!failed_)
-      for (uint64_t c = 0; c < chunks_.size(); ++c)
-        if (chunks_[c]) unmap_chunk(c);
-    if (reserved_va_) driver_.address_free(reserved_va_, reserved_bytes_);
-  } else if (base_) {
-    cudaFree(base_);
+  // After a real device loss the driver is left alone: the calls would
+  // only fail, and the process's exit frees everything.
+  if (device_lost_) {
+    if (vmm_) vmm_->abandon();
+    return;
   }
+  if (bind_thread()) return;
+  // Copies may still be queued by a caller that gave up on them.
+  check(cudaDeviceSynchronize(), "finishing copies");
+  vmm_.reset();
+  if (reserved_) check(cudaFree(reserved_), "freeing VRAM");
 }
 
 std::unique_ptr<store_channel> cuda_store::open_channel() {
-  bind_thread();
   cudaStream_t stream;
-  cudaError_t err = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
-  if (err != cudaSuccess) throw std::bad_alloc();
+  // Non-blocking: never serialized behind the legacy default stream.
+  if (bind_thread() ||
+      check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "creating a stream"))
+    throw std::bad_alloc();
   return std::make_unique<cuda_channel>(stream);
 }
 
@@ -220,95 +214,91 @@ int cuda_store::check_copy(uint64_t offset, size_t len) {
     log_err_limited("copy on GPU %s failed: injected fault", description_.c_str());
     return -EIO;
   }
-  bind_thread();
-  return 0;
+  return bind_thread();
+}
+
+int cuda_store::copy(store_channel &ch, char *to, const char *from, size_t len,
+                     cudaMemcpyKind kind, const char *what) {
+  return check(cudaMemcpyAsync(to, from, len, kind, stream_of(ch)), what);
+}
+
+char *device_address(char *reserved, const cuda_vmm *vmm, uint64_t offset) {
+  return (vmm ? reinterpret_cast<char *>(vmm->base()) : reserved) + offset;
 }
 
 int cuda_store::submit_read(store_channel &ch, uint64_t offset, void *dst, size_t len) {
   if (int err = check_copy(offset, len)) return err;
-  return check(cudaMemcpyAsync(dst, base_ + offset, len, cudaMemcpyDeviceToHost,
-                               static_cast<cuda_channel &>(ch).stream),
-               "copy from VRAM");
-}
-
-int cuda_store::submit_write(store_channel &ch, uint64_t offset, const void *src, size_t len) {
-  if (int err = check_copy(offset, len)) return err;
-  return check(cudaMemcpyAsync(base_ + offset, src, len, cudaMemcpyHostToDevice,
-                               static_cast<cuda_channel &>(ch).stream),
-               "copy to VRAM");
-}
-
-int cuda_store::wait(store_channel &ch) {
-  if (failed_.load(std::memory_order_relaxed)) return -EIO;
-  bind_thread();
-  return check(cudaStreamSynchronize(static_cast<cuda_channel &>(ch).stream), "copy");
-}
-
-int cuda_store::ensure_backed(uint64_t offset, uint64_t len) {
-  if (!lazy()) return 0;
-  if (failed_) return -EIO;
-  bind_thread();
-  std::lock_guard lock(chunks_mutex_);
-  for (uint64_t c = offset / granularity_; c * granularity_ < offset + len; ++c) {
-    if (chunks_[c]) continue;
-    CUmemAllocationProp prop{};
-    prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-    prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-    prop.location.id = device_;
-    CUmemGenericAllocationHandle handle = 0;
-    CUresult res = fault_injection::alloc_fails()
-                       ? CUDA_ERROR_OUT_OF_MEMORY
-                       : driver_.mem_create(&handle, granularity_, &prop, 0);
-    if (res != CUDA_SUCCESS) {
-      log_err_limited("no VRAM left on GPU %s for a lazy chunk (CUDA error %d)",
-                      description_.c_str(), int(res));
-      return -ENOSPC;
-    }
-    CUdeviceptr at = reserved_va_ + c * granularity_;
-    CUmemAccessDesc access{};
-    access.location = prop.location;
-    access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-    res = driver_.map(at, granularity_, 0, handle, 0);
-    if (res == CUDA_SUCCESS) {
-      res = driver_.set_access(at, granularity_, &access, 1);
-      if (res != CUDA_SUCCESS) driver_.unmap(at, granularity_);
-    }
-    if (res != CUDA_SUCCESS) {
-      driver_.mem_release(handle);
-      log_err_limited("mapping a lazy chunk on GPU %s failed (CUDA error %d)",
-                      description_.c_str(), int(res));
-      return res == CUDA_ERROR_OUT_OF_MEMORY ? -ENOSPC : -EIO;
-    }
-    chunks_[c] = handle;
-    held_.fetch_add(granularity_, std::memory_order_relaxed);
+  auto *out = static_cast<char *>(dst);
+  const char *what = "copy from VRAM";
+  if (!vmm_ || vmm_->is_mapped(offset, len))
+    return copy(ch, out, device_address(reserved_, vmm_.get(), offset), len,
+                cudaMemcpyDeviceToHost, what);
+  // Unmapped chunks read as zeros, like the host store's; copying from
+  // them would be a GPU page fault that kills the context.
+  uint64_t gran = vmm_->granularity();
+  while (len) {
+    size_t piece = std::min<uint64_t>(len, gran - offset % gran);
+    if (!vmm_->chunk_mapped(offset / gran)) memset(out, 0, piece);
+    else if (int err = copy(ch, out, device_address(reserved_, vmm_.get(), offset), piece,
+                            cudaMemcpyDeviceToHost, what))
+      return err;
+    out += piece, offset += piece, len -= piece;
   }
   return 0;
 }
 
-void cuda_store::unmap_chunk(uint64_t index) {
-  driver_.unmap(reserved_va_ + index * granularity_, granularity_);
-  driver_.mem_release(chunks_[index]);
-  chunks_[index] = 0;
-  held_.fetch_sub(granularity_, std::memory_order_relaxed);
+int cuda_store::submit_write(store_channel &ch, uint64_t offset, const void *src, size_t len) {
+  if (int err = check_copy(offset, len)) return err;
+  if (vmm_ && !vmm_->is_mapped(offset, len)) {
+    // The cache backs every block before it writes it back; reaching here
+    // is a bug, reported as an I/O error rather than a GPU page fault.
+    log_err_limited("cuda store: write to unbacked offset %llu", (unsigned long long)offset);
+    return -EIO;
+  }
+  return copy(ch, device_address(reserved_, vmm_.get(), offset), static_cast<const char *>(src),
+              len, cudaMemcpyHostToDevice, "copy to VRAM");
+}
+
+int cuda_store::wait(store_channel &ch) {
+  if (failed_.load(std::memory_order_relaxed)) return -EIO;
+  if (int err = bind_thread()) return err;
+  return check(cudaStreamSynchronize(stream_of(ch)), "waiting for copies");
+}
+
+int cuda_store::ensure_backed(uint64_t offset, uint64_t len) {
+  if (!vmm_) return 0;
+  if (failed_.load(std::memory_order_relaxed)) return -EIO;
+  if (offset + len > size()) return -EINVAL;
+  if (vmm_->is_mapped(offset, len)) return 0;
+  if (int err = bind_thread()) return err;
+  CUresult res = vmm_->map(offset, len);
+  if (res == CUDA_SUCCESS) return 0;
+  if (res == CUDA_ERROR_OUT_OF_MEMORY) {
+    log_err_limited("no VRAM left on GPU %s for a lazy chunk", description_.c_str());
+    return -ENOSPC;
+  }
+  return check(as_runtime_error(res), "mapping a lazy chunk");
 }
 
 void cuda_store::release(uint64_t offset, uint64_t len) {
-  if (!lazy() || failed_) return;
-  bind_thread();
-  std::lock_guard lock(chunks_mutex_);
-  for (uint64_t c = offset / granularity_; c * granularity_ < offset + len; ++c)
-    if (chunks_[c]) unmap_chunk(c);
+  if (!vmm_ || device_lost_ || offset >= size()) return;
+  if (bind_thread()) return;
+  // A chunk that fails to unmap stays mapped and counted: still usable,
+  // and given back at unmount.
+  check(as_runtime_error(vmm_->unmap(offset, len)), "giving back a lazy chunk");
 }
 
 void *cuda_store::alloc_host(size_t bytes) {
-  bind_thread();
   void *p = nullptr;
-  if (cudaHostAlloc(&p, bytes, cudaHostAllocPortable) != cudaSuccess) throw std::bad_alloc();
+  // Portable: pinned for every context, whichever thread allocated it.
+  if (bind_thread() ||
+      check(cudaHostAlloc(&p, bytes, cudaHostAllocPortable), "pinning host memory"))
+    throw std::bad_alloc();
   return p;
 }
 
 void cuda_store::free_host(void *ptr, size_t) {
-  if (ptr) cudaFreeHost(ptr);
+  if (ptr && !device_lost_) check(cudaFreeHost(ptr), "freeing pinned host memory");
 }
 
 std::string uuid_text(const cudaUUID_t &uuid) {
@@ -321,48 +311,82 @@ std::string uuid_text(const cudaUUID_t &uuid) {
   return text;
 }
 
-// Finds the GPU that device= names: an index, a PCI bus id or a UUID.
-std::optional<std::string> find_device(const std::string &name, int count, int *out) {
-  if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos) {
-    int index = atoi(name.c_str());
-    if (name.size() > 6 || index >= count)
-      return "device=" + name + ": there is no GPU " + name + " (this machine has " +
-             std::to_string(count) + ", numbered from 0)";
-    *out = index;
-    return std::nullopt;
-  }
-  if (name.find(':') != std::string::npos) {
-    if (cudaDeviceGetByPCIBusId(out, name.c_str()) == cudaSuccess) return std::nullopt;
+std::string bus_id(int device) {
+  char bus[32] = "";
+  if (cudaDeviceGetPCIBusId(bus, sizeof bus, device) != cudaSuccess) {
     cudaGetLastError();
-    return "device=" + name + ": no GPU has that PCI bus id";
+    return "unknown bus";
   }
+  return bus;
+}
+
+// "this machine has 2 GPUs: 0 = NVIDIA H100 80GB HBM3 (0000:65:00.0,
+// GPU-...), 1 = ...", for the message about a device= that matches none.
+std::string list_devices(int count) {
+  std::string text = "this machine has " + std::to_string(count) + " GPU" + (count == 1 ? "" : "s");
   for (int i = 0; i < count; ++i) {
     cudaDeviceProp prop;
-    if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) continue;
+    text += i ? ", " : ": ";
+    text += std::to_string(i) + " = ";
+    if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) {
+      cudaGetLastError();
+      text += "(unreadable)";
+      continue;
+    }
+    text += std::string(prop.name) + " (" + bus_id(i) + ", " + uuid_text(prop.uuid) + ")";
+  }
+  return text;
+}
+
+// Finds the GPU that device= names: an index, a PCI bus id or a UUID.
+bool find_device(const std::string &name, int count, int *out) {
+  if (!name.empty() && name.size() < 6 &&
+      name.find_first_not_of("0123456789") == std::string::npos) {
+    *out = atoi(name.c_str());
+    return *out < count;
+  }
+  if (name.find(':') != std::string::npos) {
+    if (cudaDeviceGetByPCIBusId(out, name.c_str()) == cudaSuccess) return true;
+    cudaGetLastError();
+    return false;
+  }
+  // nvidia-smi -L prints "GPU-<uuid>"; take it with or without the prefix.
+  for (int i = 0; i < count; ++i) {
+    cudaDeviceProp prop;
+    if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) {
+      cudaGetLastError();
+      continue;
+    }
     std::string uuid = uuid_text(prop.uuid);
-    if (strcasecmp(name.c_str(), uuid.c_str()) == 0 ||
-        strcasecmp(name.c_str(), uuid.c_str() + 4) == 0) {
+    if (!strcasecmp(name.c_str(), uuid.c_str()) || !strcasecmp(name.c_str(), uuid.c_str() + 4)) {
       *out = i;
-      return std::nullopt;
+      return true;
     }
   }
-  return "device=" + name + ": not a GPU index, PCI bus id or UUID of this machine";
+  return false;
+}
+
+std::string no_device(const std::string &reason) {
+  return "no CUDA device: " + reason + "; -o backend=host serves from RAM";
 }
 
 }  // namespace
 
 std::unique_ptr<block_store> create_cuda_store(const options &opts, std::string *error) {
+  // device=N counts GPUs as nvidia-smi does (by PCI bus), not fastest
+  // first, the runtime's default.  Set before CUDA starts, before any
+  // worker thread exists; a user's own setting is kept.
+  setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID", 0);
   int count = 0;
   cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess || count == 0) {
-    *error = std::string("no CUDA device: ") +
-             (err != cudaSuccess ? cudaGetErrorString(err) : "none found") +
-             "; -o backend=host serves from RAM";
+    *error = no_device(err != cudaSuccess ? cudaGetErrorString(err) : "none found");
     return nullptr;
   }
   int device = 0;
-  if (auto e = find_device(opts.device, count, &device)) {
-    *error = *e;
+  if (!find_device(opts.device, count, &device)) {
+    *error = "device=" + opts.device + ": no such GPU (an index, PCI bus id or UUID); " +
+             list_devices(count);
     return nullptr;
   }
   cudaDeviceProp prop;
@@ -370,32 +394,37 @@ std::unique_ptr<block_store> create_cuda_store(const options &opts, std::string 
   if ((err = cudaSetDevice(device)) != cudaSuccess ||
       (err = cudaGetDeviceProperties(&prop, device)) != cudaSuccess ||
       (err = cudaMemGetInfo(&free_bytes, &total_bytes)) != cudaSuccess) {
-    *error = "no CUDA device: GPU " + opts.device + ": " + cudaGetErrorString(err) +
-             "; -o backend=host serves from RAM";
+    *error = no_device("GPU " + std::to_string(device) + ": " + cudaGetErrorString(err));
     return nullptr;
   }
-  char bus[32] = "";
-  cudaDeviceGetPCIBusId(bus, sizeof bus, device);
-  std::string description = std::string(prop.name) + " (" + bus + ")";
+  std::string description = std::string(prop.name) + " (" + bus_id(device) + ")";
   std::string gpu = "GPU " + std::to_string(device) + " (" + prop.name + ")";
 
   uint64_t size;
   if (!opts.size) {
-    uint64_t reserve = opts.reserve.bytes;
-    if (free_bytes <= reserve + opts.block) {
-      *error = gpu + " has " + format_size(free_bytes / MiB * MiB) + " of free VRAM, not more than reserve=" +
-               format_size(reserve) + "; give size= or a smaller reserve=";
+    uint64_t reserve = opts.reserve.resolve(total_bytes);
+    if (free_bytes < reserve + opts.block) {
+      *error = gpu + " has " + format_size(free_bytes / MiB * MiB) +
+               " of free VRAM, not more than reserve=" + format_size(reserve) +
+               "; give size= or a smaller reserve=";
       return nullptr;
     }
     size = (free_bytes - reserve) / opts.block * opts.block;
   } else {
     size = opts.size->resolve(total_bytes);
     if (opts.size->is_percent()) size -= size % opts.block;
+    if (!size) {
+      *error = "size=" + std::to_string(opts.size->percent) + "% of VRAM is less than one block";
+      return nullptr;
+    }
   }
+  // A lazy mount takes VRAM as it is written: it may be larger than what is
+  // free now, never than the card.
   uint64_t limit = opts.lazy ? total_bytes : free_bytes;
   if (size > limit) {
     *error = "size=" + format_size(size) + " is larger than the " +
-             format_size(limit / MiB * MiB) + " of " + (opts.lazy ? "" : "free ") + "VRAM on " + gpu;
+             format_size(limit / MiB * MiB) + " of " + (opts.lazy ? "" : "free ") + "VRAM on " +
+             gpu;
     return nullptr;
   }
   auto store = std::make_unique<cuda_store>(size, opts.lazy, device, description);

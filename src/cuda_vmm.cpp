@@ -1,0 +1,145 @@
+#include "cuda_vmm.h"
+
+#include "fault_injection.h"
+#include "options.h"
+
+#include <cuda_runtime.h>
+
+#include <type_traits>
+
+namespace vramfs {
+namespace {
+
+CUmemAllocationProp chunk_properties(int device) {
+  CUmemAllocationProp prop{};
+  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  prop.location.id = device;
+  return prop;
+}
+
+}  // namespace
+
+bool cuda_driver_api::load() {
+  auto get = [](const char *name, auto *fn) {
+    void *p = nullptr;
+    cudaDriverEntryPointQueryResult found;
+    // 12000: the ABI these prototypes (from cuda.h) have had since CUDA 12.
+    if (cudaGetDriverEntryPointByVersion(name, &p, 12000, cudaEnableDefault, &found) !=
+            cudaSuccess ||
+        found != cudaDriverEntryPointSuccess || !p)
+      return false;
+    *fn = reinterpret_cast<std::remove_pointer_t<decltype(fn)>>(p);
+    return true;
+  };
+  return get("cuMemCreate", &mem_create) && get("cuMemRelease", &mem_release) &&
+         get("cuMemAddressReserve", &address_reserve) &&
+         get("cuMemAddressFree", &address_free) && get("cuMemMap", &map) &&
+         get("cuMemUnmap", &unmap) && get("cuMemSetAccess", &set_access) &&
+         get("cuMemGetAllocationGranularity", &granularity);
+}
+
+cuda_vmm::cuda_vmm(int device, uint64_t granularity, uint64_t bytes)
+    : device_(device),
+      granularity_(granularity),
+      bytes_(bytes),
+      chunks_(std::make_unique<std::atomic<CUmemGenericAllocationHandle>[]>(bytes / granularity)) {
+}
+
+std::unique_ptr<cuda_vmm> cuda_vmm::create(int device, uint64_t bytes, std::string *error) {
+  cuda_driver_api driver;
+  if (!driver.load()) {
+    *error = "the CUDA driver lacks virtual memory management, which -o lazy needs";
+    return nullptr;
+  }
+  // The smallest unit the driver maps (2 MiB on current GPUs): memory is
+  // taken and given back in the finest steps the device allows.
+  CUmemAllocationProp prop = chunk_properties(device);
+  size_t granularity = 0;
+  CUresult res = driver.granularity(&granularity, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM);
+  if (res != CUDA_SUCCESS || !granularity) {
+    *error = "cannot query the VRAM allocation granularity (CUDA error " +
+             std::to_string(int(res)) + ")";
+    return nullptr;
+  }
+  uint64_t reserved = (bytes + granularity - 1) / granularity * granularity;
+  std::unique_ptr<cuda_vmm> vmm(new cuda_vmm(device, granularity, reserved));
+  vmm->driver_ = driver;
+  // Address space only: no memory is taken until map().
+  res = driver.address_reserve(&vmm->base_, reserved, 0, 0, 0);
+  if (res != CUDA_SUCCESS) {
+    *error = "cannot reserve " + format_size(reserved) + " of GPU address space (CUDA error " +
+             std::to_string(int(res)) + ")";
+    return nullptr;
+  }
+  return vmm;
+}
+
+cuda_vmm::~cuda_vmm() {
+  if (abandoned_ || !base_) return;
+  for (uint64_t c = 0; c < bytes_ / granularity_; ++c)
+    if (chunk_mapped(c)) unmap_chunk(c);
+  driver_.address_free(base_, bytes_);
+}
+
+bool cuda_vmm::is_mapped(uint64_t offset, uint64_t len) const {
+  for (uint64_t c = offset / granularity_; c * granularity_ < offset + len; ++c)
+    if (!chunk_mapped(c)) return false;
+  return true;
+}
+
+CUresult cuda_vmm::map(uint64_t offset, uint64_t len) {
+  std::lock_guard lock(mutex_);
+  for (uint64_t c = offset / granularity_; c * granularity_ < offset + len; ++c)
+    if (!chunk_mapped(c))
+      if (CUresult res = map_chunk(c); res != CUDA_SUCCESS) return res;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuda_vmm::unmap(uint64_t offset, uint64_t len) {
+  std::lock_guard lock(mutex_);
+  CUresult first = CUDA_SUCCESS;
+  for (uint64_t c = offset / granularity_; c * granularity_ < offset + len; ++c)
+    if (chunk_mapped(c))
+      if (CUresult res = unmap_chunk(c); res != CUDA_SUCCESS && first == CUDA_SUCCESS)
+        first = res;
+  return first;
+}
+
+CUresult cuda_vmm::map_chunk(uint64_t index) {
+  CUmemAllocationProp prop = chunk_properties(device_);
+  CUmemGenericAllocationHandle handle = 0;
+  if (fault_injection::alloc_fails()) return CUDA_ERROR_OUT_OF_MEMORY;
+  CUresult res = driver_.mem_create(&handle, granularity_, &prop, 0);
+  if (res != CUDA_SUCCESS) return res;
+  CUdeviceptr at = base_ + index * granularity_;
+  res = driver_.map(at, granularity_, 0, handle, 0);
+  if (res == CUDA_SUCCESS) {
+    CUmemAccessDesc access{};
+    access.location = prop.location;
+    access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+    res = driver_.set_access(at, granularity_, &access, 1);
+    if (res != CUDA_SUCCESS) driver_.unmap(at, granularity_);
+  }
+  if (res != CUDA_SUCCESS) {
+    driver_.mem_release(handle);
+    return res;
+  }
+  // Release: a copy that sees the handle sees a usable mapping.
+  chunks_[index].store(handle, std::memory_order_release);
+  held_.fetch_add(granularity_, std::memory_order_relaxed);
+  return CUDA_SUCCESS;
+}
+
+CUresult cuda_vmm::unmap_chunk(uint64_t index) {
+  CUresult res = driver_.unmap(base_ + index * granularity_, granularity_);
+  // A range that cannot be unmapped keeps its memory: releasing the handle
+  // would not free it anyway, and the chunk stays usable.
+  if (res != CUDA_SUCCESS) return res;
+  res = driver_.mem_release(chunks_[index].load(std::memory_order_relaxed));
+  chunks_[index].store(0, std::memory_order_relaxed);
+  held_.fetch_sub(granularity_, std::memory_order_relaxed);
+  return res;
+}
+
+}  // namespace vramfs
