@@ -264,7 +264,7 @@ std::string usage_text(const char *program) {
                      "    -o cache=SIZE       pinned host cache, power of two (default 64M)\n"
                      "    -o block=SIZE       cache line and allocation unit, power of two,\n"
                      "                        4K to 16M (default 64K)\n"
-                     "    -o threads=N        FUSE worker threads (default 16)\n"
+                     "    -o threads=N        FUSE worker threads (default 4)\n"
                      "    -o name=NAME        name of the data file (default swapfile)\n"
                      "    -o lazy             take VRAM on first write and give it back on discard\n"
                      "                        instead of reserving all of it at mount\n"

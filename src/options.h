@@ -42,7 +42,11 @@ struct options {
   std::string device = "0";
   uint64_t cache = 64 * MiB;
   uint64_t block = 64 * KiB;
-  unsigned threads = 16;
+  // Few threads answer a lone faulting process soonest: the kernel wakes
+  // FUSE readers in turn, and a thread that ran last is still warm.  On the
+  // H100 machine 4 threads doubled the swap workload against 16, which only
+  // win on 4 KiB reads at queue depth 32 (bench/sweep, docs/performance.md).
+  unsigned threads = 4;
   std::string name = "swapfile";
   bool lazy = false;
   bool foreground = false;

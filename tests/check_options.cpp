@@ -87,6 +87,7 @@ START_TEST(command_line_defaults) {
   ck_assert_str_eq(o.name.c_str(), "swapfile");
   ck_assert(!o.lazy);
   ck_assert(!o.foreground);
+  ck_assert_uint_eq(o.threads, 4);
   ck_assert(o.fuse_args.empty());
 }
 END_TEST
