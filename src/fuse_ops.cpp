@@ -305,35 +305,38 @@ void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len
   uint64_t file_size = fs.store.size();
   uint64_t start = std::min<uint64_t>(off, file_size);
   uint64_t end = std::min<uint64_t>(uint64_t(off) + uint64_t(length), file_size);
-  store_channel &ch = *current_worker()->channel;
 
+  bool discard = mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) ||
+                 (mode & ~FALLOC_FL_KEEP_SIZE) == FALLOC_FL_ZERO_RANGE;
+  bool preallocate = (mode & ~FALLOC_FL_KEEP_SIZE) == 0;
+  if (!discard && !preallocate) {
+    fuse_reply_err(req, EOPNOTSUPP);
+    return;
+  }
+  // The file never grows.
+  if (!(mode & FALLOC_FL_KEEP_SIZE) && uint64_t(off) + uint64_t(length) > file_size) {
+    fuse_reply_err(req, EFBIG);
+    return;
+  }
+  if (end <= start) {
+    fuse_reply_err(req, 0);
+    return;
+  }
+  if (preallocate) {
+    // In lazy mode, take the memory now; reserved mode already has it.
+    int err = fs.store.ensure_backed(start, end - start);
+    fuse_reply_err(req, -err);
+    return;
+  }
   // What a loop device sends: PUNCH_HOLE for discard, ZERO_RANGE for write
   // zeroes.  Either way the range then reads as zeros and holds no data.
-  if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) || mode == FALLOC_FL_ZERO_RANGE ||
-      mode == (FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE)) {
-    if (!(mode & FALLOC_FL_KEEP_SIZE) && uint64_t(off) + uint64_t(length) > file_size) {
-      fuse_reply_err(req, EFBIG);
-      return;
-    }
-    int err = end > start ? fs.cache.discard(ch, start, end - start) : 0;
-    if (err) {
-      fuse_reply_err(req, io_error(fs, err));
-      return;
-    }
-    stats::add(fs.counters.discards);
-    stats::add(fs.counters.discard_bytes, end - start);
-    fuse_reply_err(req, 0);
-  } else if (mode == 0 || mode == FALLOC_FL_KEEP_SIZE) {
-    // Preallocation: the file never grows; in lazy mode, take the memory.
-    if (!(mode & FALLOC_FL_KEEP_SIZE) && uint64_t(off) + uint64_t(length) > file_size) {
-      fuse_reply_err(req, EFBIG);
-      return;
-    }
-    int err = end > start ? fs.store.ensure_backed(start, end - start) : 0;
-    fuse_reply_err(req, err ? -err : 0);
-  } else {
-    fuse_reply_err(req, EOPNOTSUPP);
+  if (int err = fs.cache.discard(*current_worker()->channel, start, end - start)) {
+    fuse_reply_err(req, io_error(fs, err));
+    return;
   }
+  stats::add(fs.counters.discards);
+  stats::add(fs.counters.discard_bytes, end - start);
+  fuse_reply_err(req, 0);
 }
 
 void op_fsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info *) {

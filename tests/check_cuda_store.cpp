@@ -9,6 +9,7 @@
 #include "options.h"
 #include "page_cache.h"
 #include "stats.h"
+#include "store_copy.h"
 
 #include <cuda_runtime.h>
 
@@ -51,14 +52,6 @@ void must_fail(const std::string &opts_text, std::initializer_list<const char *>
                   error.c_str(), w);
 }
 
-int copy_in(block_store &s, store_channel &ch, uint64_t off, const void *src, size_t len) {
-  int err = s.submit_write(ch, off, src, len);
-  return err ? err : s.wait(ch);
-}
-int copy_out(block_store &s, store_channel &ch, uint64_t off, void *dst, size_t len) {
-  int err = s.submit_read(ch, off, dst, len);
-  return err ? err : s.wait(ch);
-}
 
 uint64_t free_vram() {
   size_t free_bytes = 0, total = 0;

@@ -1,6 +1,7 @@
 // Unit tests: the host store.
 #include "fault_injection.h"
 #include "host_store.h"
+#include "store_copy.h"
 
 #include <cstring>
 #include <vector>
@@ -13,14 +14,6 @@ using namespace vramfs;
 namespace {
 constexpr uint64_t chunk = host_store::chunk_bytes;
 
-int copy_in(block_store &s, store_channel &ch, uint64_t off, const void *src, size_t len) {
-  int err = s.submit_write(ch, off, src, len);
-  return err ? err : s.wait(ch);
-}
-int copy_out(block_store &s, store_channel &ch, uint64_t off, void *dst, size_t len) {
-  int err = s.submit_read(ch, off, dst, len);
-  return err ? err : s.wait(ch);
-}
 }  // namespace
 
 START_TEST(reserved_round_trip) {

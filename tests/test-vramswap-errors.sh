@@ -12,65 +12,10 @@ requires_fuse
 requires_loop
 requires_swap
 
-: "${VRAMSWAP:=$TESTS_DIR/../scripts/vramswap}"
-[ -x "$VRAMSWAP" ] || fail "no vramswap script at $VRAMSWAP (set VRAMSWAP)"
-command -v "$VRAMFS" >/dev/null || fail "no vramfs binary at $VRAMFS (set VRAMFS)"
-
-BASE=$(make_tempdir)
-DIR=$BASE/run
-export VRAMSWAP_CONF=$BASE/none.conf
+. "$TESTS_DIR/vramswap_functions.sh"
 REAL_LOSETUP=$(command -v losetup)
 REAL_SWAPON=$(command -v swapon)
 
-vs_teardown() {
-  local sys file dev mp
-  for sys in /sys/block/loop*/loop/backing_file; do
-    file=$(cat "$sys" 2>/dev/null) || continue
-    case $file in "$BASE"/*) ;; *) continue ;; esac
-    dev=${sys#/sys/block/}
-    dev=/dev/${dev%%/*}
-    swapoff "$dev" 2>/dev/null
-    losetup -d "$dev" 2>/dev/null
-  done
-  sleep 0.2
-  for mp in $(mounts_under "$BASE"); do
-    umount "$mp" 2>/dev/null || { sleep 1; umount "$mp" 2>/dev/null; } || umount -l "$mp"
-  done
-}
-vs_exit() {
-  local status=$?
-  set +e
-  vs_teardown
-  (exit "$status")
-  cleanup
-}
-trap vs_exit EXIT
-
-vs() {
-  RC=0
-  "$VRAMSWAP" "$@" >"$BASE/out" 2>"$BASE/err" || RC=$?
-  OUT=$(cat "$BASE/out")
-  ERR=$(cat "$BASE/err")
-}
-show() { echo "vramswap $*: rc=$RC"; echo "stdout: $OUT"; echo "stderr: $ERR"; }
-expect_rc() {
-  [ "$RC" = "$1" ] || { show "($2)"; fail "$2: exit status $RC, expected $1"; }
-}
-loops_under() {
-  local sys file dev
-  for sys in /sys/block/loop*/loop/backing_file; do
-    file=$(cat "$sys" 2>/dev/null) || continue
-    case $file in "$1"/*) ;; *) continue ;; esac
-    dev=${sys#/sys/block/}
-    echo "/dev/${dev%%/*}"
-  done
-}
-mounts_under() {
-  awk -v base="$1" '{ for (i = 7; $i != "-"; i++); if ($(i + 1) == "fuse.vramfs" &&
-    (index($5, base "/") == 1 || $5 == base)) print $5 }' /proc/self/mountinfo
-}
-in_swaps() { awk -v d="$1" 'NR > 1 && $1 == d { f = 1 } END { exit !f }' /proc/swaps; }
-alive() { [ -d "/proc/$1" ] && [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
 vramfs_daemons_under() { # pids of vramfs daemons serving a mount under PATH
   local pid
   for pid in $(pgrep -x vramfs); do

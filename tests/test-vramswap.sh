@@ -11,88 +11,27 @@ requires_fuse
 requires_loop
 requires_swap
 
-: "${VRAMSWAP:=$TESTS_DIR/../scripts/vramswap}"
-[ -x "$VRAMSWAP" ] || fail "no vramswap script at $VRAMSWAP (set VRAMSWAP)"
-command -v "$VRAMFS" >/dev/null || fail "no vramfs binary at $VRAMFS (set VRAMFS)"
-
-BASE=$(make_tempdir)
-DIR=$BASE/run
-# The machine's /etc/vramswap.conf must not change what the tests do.
-export VRAMSWAP_CONF=$BASE/none.conf
+. "$TESTS_DIR/vramswap_functions.sh"
 SWAPPER_PID=
 ORPHAN_LOOP=
 CG=
 
-# --- teardown: whatever vramswap left under BASE, in the safe order ----------
-
-vs_teardown() {
-  local sys file dev mp
+vs_teardown_first() {
   # The memory-limited swapper first: swapoff could not bring its pages
   # back into a 64M cgroup.
   [ -z "$SWAPPER_PID" ] || kill -9 "$SWAPPER_PID" 2>/dev/null
   [ -z "$CG" ] || xargs -r kill -9 <"$CG/cgroup.procs" 2>/dev/null
   sleep 0.2
-  for sys in /sys/block/loop*/loop/backing_file; do
-    file=$(cat "$sys" 2>/dev/null) || continue
-    case $file in "$BASE"/*) ;; *) continue ;; esac
-    dev=${sys#/sys/block/}
-    dev=/dev/${dev%%/*}
-    swapoff "$dev" 2>/dev/null
-    losetup -d "$dev" 2>/dev/null
-  done
   # A loop device whose mount was lazily unmounted: its file reads /swapfile.
   if [ -n "$ORPHAN_LOOP" ] &&
     [ "$(cat "/sys/block/${ORPHAN_LOOP#/dev/}/loop/backing_file" 2>/dev/null)" = /swapfile ]; then
     swapoff "$ORPHAN_LOOP" 2>/dev/null
     losetup -d "$ORPHAN_LOOP" 2>/dev/null
   fi
-  sleep 0.2
-  for mp in $(mounts_under "$BASE"); do
-    umount "$mp" 2>/dev/null || { sleep 1; umount "$mp" 2>/dev/null; } || umount -l "$mp"
-  done
-}
-vs_exit() {
-  local status=$?
-  set +e
-  vs_teardown
-  (exit "$status")
-  cleanup
-}
-trap vs_exit EXIT
-
-# --- helpers -----------------------------------------------------------------
-
-# vs ARGS...: runs vramswap; OUT, ERR and RC hold what happened.
-vs() {
-  RC=0
-  "$VRAMSWAP" "$@" >"$BASE/out" 2>"$BASE/err" || RC=$?
-  OUT=$(cat "$BASE/out")
-  ERR=$(cat "$BASE/err")
-}
-show() { echo "vramswap $*: rc=$RC"; echo "stdout: $OUT"; echo "stderr: $ERR"; }
-expect_rc() { # RC WHAT
-  [ "$RC" = "$1" ] || { show "($2)"; fail "$2: exit status $RC, expected $1"; }
 }
 
-# Loop devices whose backing file lies under PATH.
-loops_under() {
-  local sys file dev
-  for sys in /sys/block/loop*/loop/backing_file; do
-    file=$(cat "$sys" 2>/dev/null) || continue
-    case $file in "$1"/*) ;; *) continue ;; esac
-    dev=${sys#/sys/block/}
-    echo "/dev/${dev%%/*}"
-  done
-}
-# fuse.vramfs mounts at or under PATH.
-mounts_under() {
-  awk -v base="$1" '{ for (i = 7; $i != "-"; i++); if ($(i + 1) == "fuse.vramfs" &&
-    (index($5, base "/") == 1 || $5 == base)) print $5 }' /proc/self/mountinfo
-}
-in_swaps() { awk -v d="$1" 'NR > 1 && $1 == d { f = 1 } END { exit !f }' /proc/swaps; }
 swap_prio() { awk -v d="$1" '$1 == d { print $5 }' /proc/swaps; }
 swap_size_kib() { awk -v d="$1" '$1 == d { print $3 }' /proc/swaps; }
-alive() { [ -d "/proc/$1" ] && [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
 
 # Nothing of ours is left: no loop device, mount or swap.
 assert_clean() { # WHAT
