@@ -246,13 +246,18 @@ void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info *fi) {
 
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info *fi) {
   filesystem &fs = fs_of(req);
+  worker_context *ctx = current_worker();
   if (ino == stats_ino) {
+    // Replied from the worker's own buffer: once the reader has its bytes it
+    // may close, and the RELEASE that frees the text can run on another
+    // worker while this one is still returning from the reply.
     const std::string &text = *reinterpret_cast<std::string *>(fi->fh);
     size_t start = std::min<size_t>(off, text.size());
-    fuse_reply_buf(req, text.data() + start, std::min(size, text.size() - start));
+    size_t len = std::min({size, text.size() - start, ctx->buffer_size});
+    memcpy(ctx->buffer, text.data() + start, len);
+    fuse_reply_buf(req, reinterpret_cast<const char *>(ctx->buffer), len);
     return;
   }
-  worker_context *ctx = current_worker();
   uint64_t file_size = fs.store.size();
   if (uint64_t(off) >= file_size) {
     fuse_reply_buf(req, nullptr, 0);

@@ -44,6 +44,12 @@ registered() {
   awk -v k="$1" '$1 == k { sub(/^[^ ]* /, ""); print }' "$_registry" | tac
 }
 
+# Whether PATH is a mount point, from the mount table: mountpoint(1) needs
+# stat(), which fails on a FUSE mount whose daemon died.
+is_mounted() {
+  awk -v p="$1" '{ gsub(/\\040/, " ", $5) } $5 == p { f = 1 } END { exit !f }' /proc/self/mountinfo
+}
+
 # The safe order: swapoff, losetup -d, umount; then cgroups and files.
 cleanup() {
   local status=$? item
@@ -51,7 +57,7 @@ cleanup() {
   while read -r item; do [ -n "$item" ] && swapoff "$item" 2>/dev/null; done < <(registered swap)
   while read -r item; do [ -n "$item" ] && losetup -d "$item" 2>/dev/null; done < <(registered loop)
   while read -r item; do
-    if [ -n "$item" ] && mountpoint -q "$item"; then
+    if [ -n "$item" ] && is_mounted "$item"; then
       umount "$item" 2>/dev/null || { sleep 1; umount "$item" 2>/dev/null; } ||
         umount -l "$item"
     fi
@@ -113,6 +119,17 @@ daemon_pid() {
 # stat_value MOUNTPOINT KEY: one value from .stats.
 stat_value() { awk -v k="$2" '$1 == k { print $2 }' "$1/.stats"; }
 
+# new_cgroup_dir PARENT: makes a cgroup of its own under PARENT (a test
+# may need several) and prints it.
+new_cgroup_dir() {
+  local i=0
+  until mkdir "$1/vramfs-test.$$.$i" 2>/dev/null; do
+    i=$((i + 1))
+    [ "$i" -lt 100 ] || fail "cannot create a cgroup under $1"
+  done
+  echo "$1/vramfs-test.$$.$i"
+}
+
 # make_memory_cgroup LIMIT_MIB: creates a memory cgroup (v1 or v2) and
 # prints its directory; processes started by run_in_cgroup live there.
 make_memory_cgroup() {
@@ -121,14 +138,12 @@ make_memory_cgroup() {
     grep -qw memory /sys/fs/cgroup/cgroup.controllers || skip "no cgroup v2 memory controller"
     grep -qw memory /sys/fs/cgroup/cgroup.subtree_control ||
       echo +memory >/sys/fs/cgroup/cgroup.subtree_control
-    dir=/sys/fs/cgroup/vramfs-test.$$
-    mkdir "$dir"
+    dir=$(new_cgroup_dir /sys/fs/cgroup)
     register cgroup "$dir"
     echo "$limit" >"$dir/memory.max"
     echo max >"$dir/memory.swap.max" 2>/dev/null || true
   elif [ -d /sys/fs/cgroup/memory ]; then
-    dir=/sys/fs/cgroup/memory/vramfs-test.$$
-    mkdir "$dir"
+    dir=$(new_cgroup_dir /sys/fs/cgroup/memory)
     register cgroup "$dir"
     echo "$limit" >"$dir/memory.limit_in_bytes"
     echo 60 >"$dir/memory.swappiness" 2>/dev/null || true

@@ -53,13 +53,13 @@ info "SIGTERM is refused while a loop device holds the file"
 loop=$(attach_loop "$mnt/swapfile")
 kill -TERM "$pid"
 sleep 1
-kill -0 "$pid" 2>/dev/null || fail "the daemon exited on SIGTERM under a loop device"
+kill -0 "$pid" 2>/dev/null || fail "the daemon exited on SIGTERM under a loop device: $(cat "$dir/log")"
 mountpoint -q "$mnt" || fail "the mount went away"
 grep -q "refusing SIGTERM" "$dir/log" || fail "no log line about the refused SIGTERM"
 kill -INT "$pid"
 kill -HUP "$pid"
 sleep 0.5
-kill -0 "$pid" 2>/dev/null || fail "the daemon exited on SIGINT/SIGHUP under a loop device"
+kill -0 "$pid" 2>/dev/null || fail "the daemon exited on SIGINT/SIGHUP under a loop device: $(cat "$dir/log")"
 [ "$(grep -c refusing "$dir/log")" -eq 3 ] || fail "not every signal was refused in the log"
 if umount "$mnt" 2>/dev/null; then fail "umount succeeded while the loop device holds the file"; fi
 "$VRAMFS_IO" fill "$loop" 0 $((4 << 20)) 5 direct

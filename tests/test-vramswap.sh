@@ -232,6 +232,57 @@ cat "$BASE/swapper.out"
 [ "$rc" = 0 ] || fail "the swapper failed (exit $rc) after its pages came back from the swap"
 grep -q "verified" "$BASE/swapper.out" || fail "the swapper did not verify its pages"
 
+info "the daemon killed outright with pages in its swap"
+# What a user must never do, done to a sacrificial process in a cgroup: its
+# pages die with the daemon.  status must say so, stop must clean up and
+# say that pages were lost, and the process must get SIGBUS, never a page
+# with the wrong contents.
+vs start --backend host --size 256M --dir "$DIR"
+expect_rc 0 "start for the killed-daemon test"
+LOOP=$(loop_of 0)
+CG=$(make_memory_cgroup 32)
+# shellcheck disable=SC2016 # $$ and $1 belong to the inner sh
+sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$CG" \
+  "$VRAMFS_IO" swapper 96 1000 12 >"$BASE/victim.out" 2>&1 &
+SWAPPER_PID=$!
+for ((i = 0; i < 600; i++)); do
+  used=$(swap_used_kib "$LOOP")
+  [ "${used:-0}" -lt $((32 * 1024)) ] || break
+  alive "$SWAPPER_PID" || { cat "$BASE/victim.out"; fail "the victim ended before it used the swap"; }
+  sleep 0.2
+done
+[ "${used:-0}" -ge $((32 * 1024)) ] || fail "only ${used:-0} KiB went to the swap in 120 s"
+# Stopped, so that it touches nothing until the teardown is over, and
+# unlimited, so that swapoff can charge it for what it reads back.
+kill -STOP "$SWAPPER_PID"
+if [ -f "$CG/memory.max" ]; then echo max >"$CG/memory.max"; else echo -1 >"$CG/memory.limit_in_bytes"; fi
+kill -9 "$(daemon_pid "$DIR/gpu0")"
+sleep 0.5
+vs status --dir "$DIR"
+expect_rc 3 "status, daemon killed with pages in the swap"
+echo "$OUT"
+grep -Eq "^0 .*$LOOP .* dead$" <<<"$OUT" || fail "status does not show gpu0 as dead"
+grep -q "pages swapped to it are lost and processes that touch them get SIGBUS" <<<"$OUT" ||
+  fail "status does not say that the pages are lost"
+vs stop --dir "$DIR"
+expect_rc 1 "stop after the daemon was killed with pages in the swap"
+echo "$ERR"
+grep -q "gpu0: stopped, but the vramfs daemon was dead .* could not be read back; processes that owned those pages get SIGBUS" <<<"$ERR" ||
+  fail "stop does not say that pages were lost"
+assert_clean "after stopping the killed instance"
+kill -CONT "$SWAPPER_PID"
+for ((i = 0; i < 300; i++)); do alive "$SWAPPER_PID" || break; sleep 0.2; done
+alive "$SWAPPER_PID" && fail "the victim still runs 60 s after its pages were lost"
+rc=0
+wait "$SWAPPER_PID" || rc=$?
+SWAPPER_PID=
+CG=
+cat "$BASE/victim.out"
+! grep -q "came back changed" "$BASE/victim.out" || fail "a lost page came back with the wrong contents"
+[ "$rc" != 0 ] || fail "the victim finished although its pages were lost"
+# 135 is SIGBUS; a sanitizer build reports it its own way.
+echo "the victim ended with exit status $rc"
+
 # --- broken states: status shows them, stop cleans them up ----------------------
 
 info "a mount without swap: status shows it, start refuses, stop unmounts"
