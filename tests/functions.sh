@@ -51,9 +51,13 @@ is_mounted() {
 }
 
 # The safe order: swapoff, losetup -d, umount; then cgroups and files.
+# A test that starts something of its own stops it in cleanup_first, which
+# cleanup runs before anything else (a test's own EXIT trap would run under
+# set -e, and a failing command there would skip the cleanup).
 cleanup() {
   local status=$? item
   set +e
+  if declare -F cleanup_first >/dev/null; then cleanup_first; fi
   while read -r item; do [ -n "$item" ] && swapoff "$item" 2>/dev/null; done < <(registered swap)
   while read -r item; do [ -n "$item" ] && losetup -d "$item" 2>/dev/null; done < <(registered loop)
   while read -r item; do
@@ -115,6 +119,9 @@ daemon_pid() {
     if tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q " $1 "; then echo "$pid"; return; fi
   done
 }
+
+# Whether PID runs (kill -0 also succeeds for a zombie).
+alive() { [ -d "/proc/$1" ] && [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
 
 # stat_value MOUNTPOINT KEY: one value from .stats.
 stat_value() { awk -v k="$2" '$1 == k { print $2 }' "$1/.stats"; }

@@ -10,6 +10,8 @@
 //   vramfs-io punch FILE OFFSET LENGTH                 fallocate PUNCH_HOLE
 //   vramfs-io swapper MIB PASSES SEED                  touch MIB of memory,
 //                                                      verify every page
+//   vramfs-io soak MIB SECONDS SEED                    the same, passes until
+//                                                      SECONDS are over
 //   vramfs-io stress FILE THREADS SECONDS SEED         concurrent random writes,
 //                                                      reads and discards, each
 //                                                      read checked
@@ -206,33 +208,58 @@ int cmd_punch(int argc, char **argv) {
   return 0;
 }
 
+// One pass of the swapper: writes a new pattern over every page, then checks
+// every page in a random order, so that swap-in is random, not sequential.
+void swap_pass(uint8_t *mem, uint64_t pages, uint64_t pass_seed, uint64_t pass,
+               std::mt19937_64 &rng) {
+  const size_t page = 4096;
+  std::vector<uint8_t> want(page);
+  for (uint64_t p = 0; p < pages; ++p) fill_pattern(mem + p * page, p * page, page, pass_seed);
+  std::vector<uint32_t> order(pages);
+  for (uint64_t p = 0; p < pages; ++p) order[p] = uint32_t(p);
+  std::shuffle(order.begin(), order.end(), rng);
+  for (uint32_t p : order) {
+    fill_pattern(want.data(), uint64_t(p) * page, page, pass_seed);
+    if (memcmp(mem + uint64_t(p) * page, want.data(), page))
+      die("pass %" PRIu64 ": page %u came back changed from swap", pass, p);
+  }
+}
+
+uint8_t *map_anonymous(uint64_t bytes) {
+  auto *mem = static_cast<uint8_t *>(
+      mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  if (mem == MAP_FAILED) die("mmap %" PRIu64 " bytes: %s", bytes, strerror(errno));
+  return mem;
+}
+
 // Fills MIB of anonymous memory page by page and then checks every page,
 // PASSES times over with a new pattern: run inside a memory cgroup smaller
 // than MIB, every page makes the round trip through swap.
 int cmd_swapper(int argc, char **argv) {
   if (argc < 3) die("usage: swapper MIB PASSES SEED");
   uint64_t bytes = number(argv[0]) << 20, passes = number(argv[1]), seed = number(argv[2]);
-  const size_t page = 4096;
-  uint64_t pages = bytes / page;
-  auto *mem = static_cast<uint8_t *>(
-      mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-  if (mem == MAP_FAILED) die("mmap %" PRIu64 " bytes: %s", bytes, strerror(errno));
-  std::vector<uint8_t> want(page);
+  uint64_t pages = bytes / 4096;
+  uint8_t *mem = map_anonymous(bytes);
   std::mt19937_64 rng(seed);
-  for (uint64_t pass = 0; pass < passes; ++pass) {
-    uint64_t pass_seed = seed * 1000 + pass;
-    for (uint64_t p = 0; p < pages; ++p) fill_pattern(mem + p * page, p * page, page, pass_seed);
-    // Check in a random order, so that swap-in is random, not sequential.
-    std::vector<uint32_t> order(pages);
-    for (uint64_t p = 0; p < pages; ++p) order[p] = uint32_t(p);
-    std::shuffle(order.begin(), order.end(), rng);
-    for (uint32_t p : order) {
-      fill_pattern(want.data(), uint64_t(p) * page, page, pass_seed);
-      if (memcmp(mem + uint64_t(p) * page, want.data(), page))
-        die("pass %" PRIu64 ": page %u came back changed from swap", pass, p);
-    }
-  }
+  for (uint64_t pass = 0; pass < passes; ++pass) swap_pass(mem, pages, seed * 1000 + pass, pass, rng);
   printf("swapper: %" PRIu64 " pages x %" PRIu64 " passes verified\n", pages, passes);
+  return 0;
+}
+
+// The swapper for a set time instead of a set number of passes: whole
+// passes until SECONDS have gone by (at least one).
+int cmd_soak(int argc, char **argv) {
+  if (argc < 3) die("usage: soak MIB SECONDS SEED");
+  uint64_t bytes = number(argv[0]) << 20, seconds = number(argv[1]), seed = number(argv[2]);
+  uint64_t pages = bytes / 4096;
+  uint8_t *mem = map_anonymous(bytes);
+  std::mt19937_64 rng(seed);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  uint64_t pass = 0;
+  do swap_pass(mem, pages, seed * 1000 + pass, pass, rng);
+  while (++pass, std::chrono::steady_clock::now() < deadline);
+  printf("soak: %" PRIu64 " pages x %" PRIu64 " passes verified in %" PRIu64 " s\n", pages, pass,
+         seconds);
   return 0;
 }
 
@@ -295,7 +322,7 @@ int cmd_stress(int argc, char **argv) {
 }  // namespace
 
 int main(int argc, char **argv) {
-  if (argc < 2) die("usage: vramfs-io fill|verify|zeros|random|punch|swapper|stress ARGS...");
+  if (argc < 2) die("usage: vramfs-io fill|verify|zeros|random|punch|swapper|soak|stress ARGS...");
   std::string cmd = argv[1];
   argc -= 2, argv += 2;
   if (cmd == "fill") return cmd_fill_or_verify(true, argc, argv);
@@ -304,6 +331,7 @@ int main(int argc, char **argv) {
   if (cmd == "random") return cmd_random(argc, argv);
   if (cmd == "punch") return cmd_punch(argc, argv);
   if (cmd == "swapper") return cmd_swapper(argc, argv);
+  if (cmd == "soak") return cmd_soak(argc, argv);
   if (cmd == "stress") return cmd_stress(argc, argv);
   die("unknown command %s", cmd.c_str());
 }

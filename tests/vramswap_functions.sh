@@ -27,7 +27,6 @@ mounts_under() {
     (index($5, base "/") == 1 || $5 == base)) print $5 }' /proc/self/mountinfo
 }
 in_swaps() { awk -v d="$1" 'NR > 1 && $1 == d { f = 1 } END { exit !f }' /proc/swaps; }
-alive() { [ -d "/proc/$1" ] && [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
 
 # vs_teardown_first, if a test defines it, runs before the teardown.
 vs_teardown() {
@@ -44,14 +43,7 @@ vs_teardown() {
     umount "$mp" 2>/dev/null || { sleep 1; umount "$mp" 2>/dev/null; } || umount -l "$mp"
   done < <(mounts_under "$BASE")
 }
-vs_exit() {
-  local status=$?
-  set +e
-  vs_teardown
-  (exit "$status")
-  cleanup
-}
-trap vs_exit EXIT
+cleanup_first() { vs_teardown; }
 
 # vs ARGS...: runs vramswap; OUT, ERR and RC hold what happened.
 vs() {
