@@ -168,5 +168,22 @@ run_in_cgroup() {
   sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$dir" "$@"
 }
 
+# spawn_in_cgroup DIR OUTPUT COMMAND...: starts COMMAND in the background as
+# a member of the cgroup, its output in OUTPUT, and leaves its pid in
+# SPAWNED (as $! of a function called in $(...) would be lost).
+spawn_in_cgroup() {
+  local dir=$1 out=$2
+  shift 2
+  # shellcheck disable=SC2016 # $$ and $1 belong to the inner sh
+  sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$dir" "$@" >"$out" 2>&1 &
+  SPAWNED=$!
+}
+
+# unlimit_cgroup DIR: lifts its memory limit.  swapoff charges the pages it
+# brings back to their owner's cgroup: under the limit it would OOM-kill.
+unlimit_cgroup() {
+  if [ -f "$1/memory.max" ]; then echo max >"$1/memory.max"; else echo -1 >"$1/memory.limit_in_bytes"; fi
+}
+
 # Bytes of swap in use on DEVICE, from /proc/swaps (in KiB there).
 swap_used_kib() { awk -v d="$1" '$1 == d { print $4 }' /proc/swaps; }

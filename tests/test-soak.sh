@@ -31,11 +31,9 @@ log_before=$(kernel_log | wc -l)
 info "$procs processes, each $work_mib MiB in a $limit_mib MiB cgroup, for $seconds s"
 pids=()
 for ((p = 0; p < procs; p++)); do
-  cg=$(make_memory_cgroup $limit_mib)
-  # shellcheck disable=SC2016 # $$ and $1 belong to the inner sh
-  sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$cg" \
-    "$VRAMFS_IO" soak $work_mib "$seconds" $((100 + p)) >"$dir/soak.$p" 2>&1 &
-  pids+=($!)
+  spawn_in_cgroup "$(make_memory_cgroup $limit_mib)" "$dir/soak.$p" \
+    "$VRAMFS_IO" soak $work_mib "$seconds" $((100 + p))
+  pids+=("$SPAWNED")
 done
 peak=0
 while :; do

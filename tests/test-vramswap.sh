@@ -190,29 +190,31 @@ assert_clean "after stop with spaces in DIR"
 
 # --- stop while a process has pages in the swap ---------------------------------
 
+# swapper_in_swap LIMIT_MIB MIB PASSES SEED OUTPUT: starts vramfs-io swapper
+# in a new memory cgroup CG (pid in SWAPPER_PID) and waits until LIMIT_MIB
+# of its pages are in the swap on LOOP.
+swapper_in_swap() {
+  local limit=$1 out=$5 i used
+  CG=$(make_memory_cgroup "$limit")
+  spawn_in_cgroup "$CG" "$out" "$VRAMFS_IO" swapper "$2" "$3" "$4"
+  SWAPPER_PID=$SPAWNED
+  for ((i = 0; i < 600; i++)); do
+    used=$(swap_used_kib "$LOOP")
+    [ "${used:-0}" -lt $((limit * 1024)) ] || return 0
+    alive "$SWAPPER_PID" || { cat "$out"; fail "the swapper ended before it used the swap"; }
+    sleep 0.2
+  done
+  fail "only ${used:-0} KiB went to the swap in 120 s"
+}
+
 info "stop while a memory-limited process has pages in the swap"
 vs start --backend host --size 512M --dir "$DIR"
 expect_rc 0 "start for the pressure test"
 LOOP=$(loop_of 0)
-CG=$(make_memory_cgroup 64)
 # 256 MiB in a 64 MiB cgroup: most of it must go through the swap, every
 # page is checked on each pass.
-# run_in_cgroup inlined: in the background a shell function would run in
-# a subshell, and $! would not be the swapper's pid.
-# shellcheck disable=SC2016 # $$ and $1 belong to the inner sh
-sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$CG" \
-  "$VRAMFS_IO" swapper 256 8 11 >"$BASE/swapper.out" 2>&1 &
-SWAPPER_PID=$!
-for ((i = 0; i < 600; i++)); do
-  used=$(swap_used_kib "$LOOP")
-  [ "${used:-0}" -lt $((64 * 1024)) ] || break
-  alive "$SWAPPER_PID" || { cat "$BASE/swapper.out"; fail "the swapper ended before it used the swap"; }
-  sleep 0.2
-done
-[ "${used:-0}" -ge $((64 * 1024)) ] || fail "only ${used:-0} KiB went to the swap in 120 s"
-# swapoff brings every page back into RAM, charged to the process's cgroup:
-# the 64M limit must go first or the kernel would OOM-kill the swapper.
-if [ -f "$CG/memory.max" ]; then echo max >"$CG/memory.max"; else echo -1 >"$CG/memory.limit_in_bytes"; fi
+swapper_in_swap 64 256 8 11 "$BASE/swapper.out"
+unlimit_cgroup "$CG"
 used=$(swap_used_kib "$LOOP")
 alive "$SWAPPER_PID" || fail "the swapper finished before stop; nothing was tested"
 info "$((used / 1024)) MiB of the swapper's pages in the swap; stopping"
@@ -240,22 +242,11 @@ info "the daemon killed outright with pages in its swap"
 vs start --backend host --size 256M --dir "$DIR"
 expect_rc 0 "start for the killed-daemon test"
 LOOP=$(loop_of 0)
-CG=$(make_memory_cgroup 32)
-# shellcheck disable=SC2016 # $$ and $1 belong to the inner sh
-sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$CG" \
-  "$VRAMFS_IO" swapper 96 1000 12 >"$BASE/victim.out" 2>&1 &
-SWAPPER_PID=$!
-for ((i = 0; i < 600; i++)); do
-  used=$(swap_used_kib "$LOOP")
-  [ "${used:-0}" -lt $((32 * 1024)) ] || break
-  alive "$SWAPPER_PID" || { cat "$BASE/victim.out"; fail "the victim ended before it used the swap"; }
-  sleep 0.2
-done
-[ "${used:-0}" -ge $((32 * 1024)) ] || fail "only ${used:-0} KiB went to the swap in 120 s"
+swapper_in_swap 32 96 1000 12 "$BASE/victim.out"
 # Stopped, so that it touches nothing until the teardown is over, and
 # unlimited, so that swapoff can charge it for what it reads back.
 kill -STOP "$SWAPPER_PID"
-if [ -f "$CG/memory.max" ]; then echo max >"$CG/memory.max"; else echo -1 >"$CG/memory.limit_in_bytes"; fi
+unlimit_cgroup "$CG"
 kill -9 "$(daemon_pid "$DIR/gpu0")"
 sleep 0.5
 vs status --dir "$DIR"

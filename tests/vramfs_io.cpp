@@ -233,33 +233,23 @@ uint8_t *map_anonymous(uint64_t bytes) {
 }
 
 // Fills MIB of anonymous memory page by page and then checks every page,
-// PASSES times over with a new pattern: run inside a memory cgroup smaller
-// than MIB, every page makes the round trip through swap.
-int cmd_swapper(int argc, char **argv) {
-  if (argc < 3) die("usage: swapper MIB PASSES SEED");
-  uint64_t bytes = number(argv[0]) << 20, passes = number(argv[1]), seed = number(argv[2]);
+// PASSES times over with a new pattern (swapper), or in whole passes until
+// SECONDS have gone by (soak): run inside a memory cgroup smaller than MIB,
+// every page makes the round trip through swap.
+int cmd_swapper(bool timed, int argc, char **argv) {
+  if (argc < 3) die(timed ? "usage: soak MIB SECONDS SEED" : "usage: swapper MIB PASSES SEED");
+  uint64_t bytes = number(argv[0]) << 20, limit = number(argv[1]), seed = number(argv[2]);
   uint64_t pages = bytes / 4096;
   uint8_t *mem = map_anonymous(bytes);
   std::mt19937_64 rng(seed);
-  for (uint64_t pass = 0; pass < passes; ++pass) swap_pass(mem, pages, seed * 1000 + pass, pass, rng);
-  printf("swapper: %" PRIu64 " pages x %" PRIu64 " passes verified\n", pages, passes);
-  return 0;
-}
-
-// The swapper for a set time instead of a set number of passes: whole
-// passes until SECONDS have gone by (at least one).
-int cmd_soak(int argc, char **argv) {
-  if (argc < 3) die("usage: soak MIB SECONDS SEED");
-  uint64_t bytes = number(argv[0]) << 20, seconds = number(argv[1]), seed = number(argv[2]);
-  uint64_t pages = bytes / 4096;
-  uint8_t *mem = map_anonymous(bytes);
-  std::mt19937_64 rng(seed);
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timed ? limit : 0);
   uint64_t pass = 0;
-  do swap_pass(mem, pages, seed * 1000 + pass, pass, rng);
-  while (++pass, std::chrono::steady_clock::now() < deadline);
-  printf("soak: %" PRIu64 " pages x %" PRIu64 " passes verified in %" PRIu64 " s\n", pages, pass,
-         seconds);
+  while (timed ? pass == 0 || std::chrono::steady_clock::now() < deadline : pass < limit) {
+    swap_pass(mem, pages, seed * 1000 + pass, pass, rng);
+    ++pass;
+  }
+  printf("%s: %" PRIu64 " pages x %" PRIu64 " passes verified\n", timed ? "soak" : "swapper",
+         pages, pass);
   return 0;
 }
 
@@ -330,8 +320,8 @@ int main(int argc, char **argv) {
   if (cmd == "zeros") return cmd_zeros(argc, argv);
   if (cmd == "random") return cmd_random(argc, argv);
   if (cmd == "punch") return cmd_punch(argc, argv);
-  if (cmd == "swapper") return cmd_swapper(argc, argv);
-  if (cmd == "soak") return cmd_soak(argc, argv);
+  if (cmd == "swapper") return cmd_swapper(false, argc, argv);
+  if (cmd == "soak") return cmd_swapper(true, argc, argv);
   if (cmd == "stress") return cmd_stress(argc, argv);
   die("unknown command %s", cmd.c_str());
 }
