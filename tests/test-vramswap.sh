@@ -15,8 +15,11 @@ requires_swap
 SWAPPER_PID=
 ORPHAN_LOOP=
 CG=
+STOPPED_DAEMON=
 
 vs_teardown_first() {
+  # A daemon stopped on purpose must run again, or swapoff would wait on it.
+  [ -z "$STOPPED_DAEMON" ] || kill -CONT "$STOPPED_DAEMON" 2>/dev/null
   # The memory-limited swapper first: swapoff could not bring its pages
   # back into a 64M cgroup.
   [ -z "$SWAPPER_PID" ] || kill -9 "$SWAPPER_PID" 2>/dev/null
@@ -311,6 +314,29 @@ grep -q "gpu0: the vramfs daemon is gone (Transport endpoint is not connected).*
 vs stop --dir "$DIR"
 expect_rc 0 "stop a dead instance"
 assert_clean "after stopping the dead instance"
+
+info "a daemon that does not answer: status says so, stop leaves it running"
+vs start --backend host --size 64M --dir "$DIR"
+expect_rc 0 "start for the unresponsive test"
+LOOP=$(loop_of 0)
+STOPPED_DAEMON=$(daemon_pid "$DIR/gpu0")
+kill -STOP "$STOPPED_DAEMON"
+vs status --dir "$DIR"
+expect_rc 3 "status, daemon stopped"
+echo "$OUT"
+grep -Eq "^0 .*$LOOP .* unresponsive$" <<<"$OUT" || fail "status does not show gpu0 as unresponsive"
+grep -q "gpu0: the vramfs daemon does not answer" <<<"$OUT" || fail "status does not explain it"
+vs stop --dir "$DIR"
+expect_rc 1 "stop with an unresponsive daemon"
+echo "$ERR"
+grep -q "gpu0: the vramfs daemon does not answer.*swapoff would wait on it" <<<"$ERR" ||
+  fail "stop does not say why it refused"
+in_swaps "$LOOP" || fail "stop turned the swap off although the daemon does not answer"
+kill -CONT "$STOPPED_DAEMON"
+STOPPED_DAEMON=
+vs stop --dir "$DIR"
+expect_rc 0 "stop once the daemon answers again"
+assert_clean "after stopping the resumed instance"
 
 info "swap whose mount was lazily unmounted: status says so, stop cleans up"
 vs start --backend host --size 64M --dir "$DIR"
