@@ -25,6 +25,19 @@ done
 [ "$(stat_value "$mnt" backend)" = "$VRAMFS_TEST_BACKEND" ] || fail "wrong backend in .stats"
 [ "$(stat_value "$mnt" size_bytes)" = 134217728 ] || fail "wrong size_bytes"
 
+info ".stats read by many readers at once, as status and monitors do"
+# Each open renders its own text, and each close frees it: a reply must not
+# still use that text when the close is served (the sanitizer build aborted
+# on it).  The daemon must answer every reader and still run.
+readers=()
+for ((r = 0; r < 4; r++)); do
+  "$VRAMFS_IO" reread "$mnt/.stats" 5000 &
+  readers+=($!)
+done
+for reader in "${readers[@]}"; do wait "$reader" || fail "a .stats reader failed"; done
+kill -0 "$pid" 2>/dev/null || fail "the daemon died while .stats was read"
+[ -n "$(stat_value "$mnt" reads)" ] || fail ".stats no longer answers"
+
 info "statfs reports the size and the free space"
 [ "$(stat -f -c '%S %b %f' "$mnt")" = "65536 2048 2048" ] || fail "statfs: $(stat -f -c '%S %b %f' "$mnt")"
 

@@ -49,6 +49,16 @@ assert_clean() { # WHAT
   done <"$BASE/seen"
 }
 
+# expect_broken N STATE ADVICE [LOOP]: status exits 3, shows instance N (on
+# LOOP) in STATE, and says ADVICE (a grep pattern) about it.
+expect_broken() {
+  vs status --dir "$DIR"
+  expect_rc 3 "status, gpu$1 $2"
+  echo "$OUT"
+  grep -Eq "^$1 .*${4:+$4 .*} $2\$" <<<"$OUT" || fail "status does not show gpu$1 as $2"
+  grep -q "$3" <<<"$OUT" || fail "status does not say what to do about gpu$1 ($2)"
+}
+
 # The single loop device of instance N; fails unless there is exactly one.
 loop_of() {
   local loops
@@ -252,12 +262,7 @@ kill -STOP "$SWAPPER_PID"
 unlimit_cgroup "$CG"
 kill -9 "$(daemon_pid "$DIR/gpu0")"
 sleep 0.5
-vs status --dir "$DIR"
-expect_rc 3 "status, daemon killed with pages in the swap"
-echo "$OUT"
-grep -Eq "^0 .*$LOOP .* dead$" <<<"$OUT" || fail "status does not show gpu0 as dead"
-grep -q "pages swapped to it are lost and processes that touch them get SIGBUS" <<<"$OUT" ||
-  fail "status does not say that the pages are lost"
+expect_broken 0 dead "pages swapped to it are lost and processes that touch them get SIGBUS" "$LOOP"
 vs stop --dir "$DIR"
 expect_rc 1 "stop after the daemon was killed with pages in the swap"
 echo "$ERR"
@@ -282,12 +287,7 @@ echo "the victim ended with exit status $rc"
 info "a mount without swap: status shows it, start refuses, stop unmounts"
 # The state, not the device, matters here: a host mount named gpu3.
 VRAMFS_TEST_BACKEND=host mount_vramfs "$DIR/gpu3" "size=64M"
-vs status --dir "$DIR"
-expect_rc 3 "status, mount without swap"
-echo "$OUT"
-grep -Eq "^3 .* no-swap$" <<<"$OUT" || fail "status does not show gpu3 as no-swap"
-grep -q "gpu3: mounted but not used as swap.*vramswap stop --gpu 3" <<<"$OUT" ||
-  fail "status does not say what to do about gpu3"
+expect_broken 3 no-swap "gpu3: mounted but not used as swap.*vramswap stop --gpu 3"
 vs start --backend host --size 64M --gpu 3 --dir "$DIR"
 expect_rc 1 "start over a half set-up gpu3"
 grep -q "gpu3: partly set up" <<<"$ERR" || fail "start over gpu3 says: $ERR"
@@ -305,12 +305,8 @@ LOOP=$(loop_of 0)
 swapoff "$LOOP"
 kill -9 "$(daemon_pid "$DIR/gpu0")"
 sleep 0.5
-vs status --dir "$DIR"
-expect_rc 3 "status, daemon gone"
-echo "$OUT"
-grep -Eq "^0 .*$LOOP .* dead$" <<<"$OUT" || fail "status does not show gpu0 as dead"
-grep -q "gpu0: the vramfs daemon is gone (Transport endpoint is not connected).*vramswap stop --gpu 0" <<<"$OUT" ||
-  fail "status does not explain the dead daemon"
+expect_broken 0 dead \
+  "gpu0: the vramfs daemon is gone (Transport endpoint is not connected).*vramswap stop --gpu 0" "$LOOP"
 vs stop --dir "$DIR"
 expect_rc 0 "stop a dead instance"
 assert_clean "after stopping the dead instance"
@@ -321,11 +317,7 @@ expect_rc 0 "start for the unresponsive test"
 LOOP=$(loop_of 0)
 STOPPED_DAEMON=$(daemon_pid "$DIR/gpu0")
 kill -STOP "$STOPPED_DAEMON"
-vs status --dir "$DIR"
-expect_rc 3 "status, daemon stopped"
-echo "$OUT"
-grep -Eq "^0 .*$LOOP .* unresponsive$" <<<"$OUT" || fail "status does not show gpu0 as unresponsive"
-grep -q "gpu0: the vramfs daemon does not answer" <<<"$OUT" || fail "status does not explain it"
+expect_broken 0 unresponsive "gpu0: the vramfs daemon does not answer" "$LOOP"
 vs stop --dir "$DIR"
 expect_rc 1 "stop with an unresponsive daemon"
 echo "$ERR"
@@ -345,12 +337,7 @@ LOOP=$(loop_of 0)
 PID=$(daemon_pid "$DIR/gpu0")
 ORPHAN_LOOP=$LOOP
 umount -l "$DIR/gpu0"
-vs status --dir "$DIR"
-expect_rc 3 "status, swap without mount"
-echo "$OUT"
-grep -Eq "^0 .*$LOOP .* no-mount$" <<<"$OUT" || fail "status does not show gpu0 as no-mount"
-grep -q "gpu0: swap on $LOOP but its vramfs mount is gone" <<<"$OUT" ||
-  fail "status does not explain the missing mount"
+expect_broken 0 no-mount "gpu0: swap on $LOOP but its vramfs mount is gone" "$LOOP"
 vs stop --dir "$DIR"
 expect_rc 0 "stop without mount"
 in_swaps "$LOOP" && fail "$LOOP is still swap after stop"

@@ -12,6 +12,7 @@
 //                                                      verify every page
 //   vramfs-io soak MIB SECONDS SEED                    the same, passes until
 //                                                      SECONDS are over
+//   vramfs-io reread FILE COUNT                        open, read whole, close
 //   vramfs-io stress FILE THREADS SECONDS SEED         concurrent random writes,
 //                                                      reads and discards, each
 //                                                      read checked
@@ -208,6 +209,23 @@ int cmd_punch(int argc, char **argv) {
   return 0;
 }
 
+// Opens FILE, reads it whole and closes it, COUNT times: many short-lived
+// opens, as monitors reading .stats make.  Every read must return data.
+int cmd_reread(int argc, char **argv) {
+  if (argc < 2) die("usage: reread FILE COUNT");
+  uint64_t count = number(argv[1]);
+  char buf[65536];
+  for (uint64_t i = 0; i < count; ++i) {
+    int fd = open_file(argv[0], O_RDONLY, false);
+    ssize_t total = 0, n;
+    while ((n = read(fd, buf, sizeof buf)) > 0) total += n;
+    if (n < 0) die("read %s: %s", argv[0], strerror(errno));
+    if (total == 0) die("read %s: empty on open %" PRIu64, argv[0], i);
+    close(fd);
+  }
+  return 0;
+}
+
 // One pass of the swapper: writes a new pattern over every page, then checks
 // every page in a random order, so that swap-in is random, not sequential.
 void swap_pass(uint8_t *mem, uint64_t pages, uint64_t pass_seed, uint64_t pass,
@@ -312,7 +330,7 @@ int cmd_stress(int argc, char **argv) {
 }  // namespace
 
 int main(int argc, char **argv) {
-  if (argc < 2) die("usage: vramfs-io fill|verify|zeros|random|punch|swapper|soak|stress ARGS...");
+  if (argc < 2) die("usage: vramfs-io fill|verify|zeros|random|punch|swapper|soak|stress|reread ARGS...");
   std::string cmd = argv[1];
   argc -= 2, argv += 2;
   if (cmd == "fill") return cmd_fill_or_verify(true, argc, argv);
@@ -322,6 +340,7 @@ int main(int argc, char **argv) {
   if (cmd == "punch") return cmd_punch(argc, argv);
   if (cmd == "swapper") return cmd_swapper(false, argc, argv);
   if (cmd == "soak") return cmd_swapper(true, argc, argv);
+  if (cmd == "reread") return cmd_reread(argc, argv);
   if (cmd == "stress") return cmd_stress(argc, argv);
   die("unknown command %s", cmd.c_str());
 }
