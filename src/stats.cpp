@@ -3,6 +3,8 @@
 #include "block_store.h"
 #include "extent_map.h"
 
+#include <unistd.h>
+
 namespace vramfs {
 
 std::string render_stats(const stats &s, const block_store &store, const extent_map &extents,
@@ -22,6 +24,8 @@ std::string render_stats(const stats &s, const block_store &store, const extent_
   uint64_t data = extents.blocks_with_data() * block_size;
   if (data > store.size()) data = store.size();  // the last block may be partial
 
+  // Who serves the mount: vramswap and the tests find the daemon here.
+  number("pid", uint64_t(getpid()));
   line("backend", store.backend());
   line("device", store.device());
   number("size_bytes", store.size());

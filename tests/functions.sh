@@ -6,6 +6,15 @@
 
 set -eu
 
+# One integration test at a time on this machine, also across build trees:
+# a swap device takes any cgroup's pages, not only its own test's.  flock -o
+# keeps the lock in flock itself, so no daemon a test starts inherits it.
+if [ -z "${VRAMFS_TEST_LOCKED:-}" ] && command -v flock >/dev/null && [ -d /run/lock ] &&
+  [ -w /run/lock ]; then
+  export VRAMFS_TEST_LOCKED=1
+  exec flock -o /run/lock/vramfs-tests.lock bash "$0" "$@"
+fi
+
 : "${VRAMFS:=vramfs}"
 : "${VRAMFS_IO:=vramfs-io}"
 : "${TESTS_DIR:=$(cd "$(dirname "$0")" && pwd)}"
