@@ -65,16 +65,17 @@ std::optional<std::string> mounted_type(const std::string &path) {
 
 }  // namespace
 
-std::optional<std::string> check_mountpoint(const std::string &path) {
+std::optional<std::string> resolve_mountpoint(std::string *path) {
   struct stat st;
-  if (stat(path.c_str(), &st) != 0)
-    return "mountpoint " + path + ": " + errno_text();
-  if (!S_ISDIR(st.st_mode)) return "mountpoint " + path + " is not a directory";
+  if (stat(path->c_str(), &st) != 0)
+    return "mountpoint " + *path + ": " + errno_text();
+  if (!S_ISDIR(st.st_mode)) return "mountpoint " + *path + " is not a directory";
   char real[PATH_MAX];
-  if (!realpath(path.c_str(), real)) return "mountpoint " + path + ": " + errno_text();
+  if (!realpath(path->c_str(), real)) return "mountpoint " + *path + ": " + errno_text();
   auto type = mounted_type(real);
   if (type && *type == "fuse.vramfs")
     return "a vramfs is already mounted on " + std::string(real);
+  *path = real;
   return std::nullopt;
 }
 
@@ -101,7 +102,17 @@ void startup_report::daemonize() {
       if (n < 0) break;
       message.append(buf, size_t(n));
     }
-    if (message == "ok") exit(0);
+    if (message.rfind("ok", 0) == 0) {
+      // Warnings follow "ok", one a line.
+      size_t start = message.find('\n');
+      while (start != std::string::npos) {
+        size_t end = message.find('\n', start + 1);
+        std::string line = message.substr(start + 1, end == std::string::npos ? end : end - start - 1);
+        if (!line.empty()) fprintf(stderr, "vramfs: warning: %s\n", line.c_str());
+        start = end;
+      }
+      exit(0);
+    }
     if (message.empty()) {
       int status = 0;
       waitpid(pid, &status, 0);
@@ -115,12 +126,20 @@ void startup_report::daemonize() {
   }
   close(fds[0]);
   fd_ = fds[1];
+  // A parent killed by Ctrl-C must not kill the daemon with SIGPIPE when
+  // it reports: the write fails instead, and the daemon undoes the start.
+  signal(SIGPIPE, SIG_IGN);
   setsid();
   if (chdir("/") != 0) { /* "/" always exists; nothing to do */ }
 }
 
-void startup_report::ready() {
-  if (fd_ < 0) return;
+bool startup_report::ready(const std::vector<std::string> &warnings) {
+  if (fd_ < 0) {
+    for (const std::string &w : warnings) log_warn("%s", w.c_str());
+    return true;
+  }
+  std::string message = "ok";
+  for (const std::string &w : warnings) message += "\n" + w;
   // From here on nothing reads the terminal: log to syslog, and point the
   // standard descriptors at /dev/null.
   log_to_syslog(true);
@@ -131,9 +150,12 @@ void startup_report::ready() {
     dup2(null, 2);
     close(null);
   }
-  if (write(fd_, "ok", 2) != 2) { /* the parent is gone; nothing to tell */ }
+  // The log keeps the warnings too, for whoever reads it later.
+  for (const std::string &w : warnings) log_warn("%s", w.c_str());
+  bool told = write(fd_, message.data(), message.size()) == ssize_t(message.size());
   close(fd_);
   fd_ = -1;
+  return told;
 }
 
 void startup_report::failure(const std::string &message) {
@@ -164,6 +186,13 @@ std::optional<std::string> lock_memory() {
            "; vramfs must run as root: a swap daemon must lock its memory";
   return std::nullopt;
 #endif
+}
+
+std::string memory_limit_hint() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_MEMLOCK, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return "";
+  return " (the memlock limit is " + std::to_string(limit.rlim_cur / 1024) +
+         " KiB and could not be raised: run vramfs as root)";
 }
 
 std::optional<std::string> become_io_flusher() {

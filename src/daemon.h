@@ -7,11 +7,13 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace vramfs {
 
-// The mountpoint exists, is a directory and has no vramfs on it already.
-std::optional<std::string> check_mountpoint(const std::string &path);
+// Checks that the mountpoint exists, is a directory and has no vramfs on
+// it already, and makes *path absolute (the daemon changes to /).
+std::optional<std::string> resolve_mountpoint(std::string *path);
 
 // Forks.  The parent waits until the child calls report_ready() or
 // report_failure(), or dies, and exits with status 0 or 1 accordingly; only
@@ -19,8 +21,11 @@ std::optional<std::string> check_mountpoint(const std::string &path);
 class startup_report {
  public:
   void daemonize();
-  // In the foreground these print; once daemonized they tell the parent.
-  void ready();
+  // In the foreground these print; once daemonized they tell the parent,
+  // which prints the warnings and exits 0, or prints the failure and exits
+  // 1.  ready() returns false when the parent is gone: the user gave up on
+  // the start (Ctrl-C), so the caller should undo it.
+  bool ready(const std::vector<std::string> &warnings);
   void failure(const std::string &message);
 
  private:
@@ -29,6 +34,9 @@ class startup_report {
 
 // Raises RLIMIT_MEMLOCK and locks all present and future memory.
 std::optional<std::string> lock_memory();
+// When an allocation of locked memory failed: " (...)" naming the memlock
+// limit if it, rather than the machine, is what ran out; else "".
+std::string memory_limit_hint();
 // PR_SET_IO_FLUSHER: reclaim never makes this thread, or any thread it
 // creates afterwards, wait on I/O, which may be I/O to this very swap.
 std::optional<std::string> become_io_flusher();

@@ -1,4 +1,5 @@
-// Leveled logging: stderr while in the foreground, syslog once daemonized.
+// Leveled logging: stderr while in the foreground, syslog once daemonized,
+// or the kernel log (/dev/kmsg) where there is no syslog socket.
 #pragma once
 
 #include <atomic>

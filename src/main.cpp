@@ -3,12 +3,13 @@
 #include "daemon.h"
 #include "extent_map.h"
 #include "fault_injection.h"
-#include "fuse_ops.h"
+#include "fuse/mount.h"
+#include "fuse/operations.h"
+#include "fuse/transport.h"
 #include "log.h"
 #include "options.h"
 #include "page_cache.h"
 #include "stats.h"
-#include "worker_pool.h"
 
 #include "config.h"
 
@@ -19,90 +20,39 @@
 #include <cerrno>
 #include <cstring>
 
-#include <chrono>
-#include <cstdarg>
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <new>
-#include <thread>
 #include <vector>
 
 using namespace vramfs;
 
 namespace {
 
-// The arguments libfuse parses: ours that concern the mount, then the user's.
-class fuse_arguments {
- public:
-  explicit fuse_arguments(const options &opts) {
-    strings_ = {"vramfs", "-o",
-                "subtype=vramfs,fsname=" + (opts.source.empty() ? "vramfs" : opts.source) +
-                    ",default_permissions,max_read=" + std::to_string(max_request_bytes)};
-    if (opts.debug) strings_.push_back("-d");
-    strings_.insert(strings_.end(), opts.fuse_args.begin(), opts.fuse_args.end());
-    for (std::string &s : strings_) pointers_.push_back(s.data());
-    args_ = FUSE_ARGS_INIT(int(pointers_.size()), pointers_.data());
-  }
-  ~fuse_arguments() { fuse_opt_free_args(&args_); }
-  fuse_args *get() { return &args_; }
-
- private:
-  std::vector<std::string> strings_;
-  std::vector<char *> pointers_;
-  fuse_args args_;
-};
-
-// libfuse's own messages, captured while the options are checked.
-std::string fuse_messages;
-
-void capture_fuse_message(fuse_log_level, const char *fmt, va_list ap) {
-  char line[512];
-  vsnprintf(line, sizeof line, fmt, ap);
-  fuse_messages += line;
-}
-
-// Later libfuse messages go to the daemon's log.
-void log_fuse_message(fuse_log_level level, const char *fmt, va_list ap) {
-  char line[512];
-  vsnprintf(line, sizeof line, fmt, ap);
-  size_t len = strlen(line);
-  while (len && line[len - 1] == '\n') line[--len] = 0;
-  log_message(level <= FUSE_LOG_ERR ? log_level::error
-              : level <= FUSE_LOG_WARNING ? log_level::warning
-              : level <= FUSE_LOG_INFO ? log_level::info
-                                       : log_level::debug,
-              "%s", line);
-}
-
-// Whether libfuse accepts the user's FUSE options, checked before forking
-// so that a typo is answered on the terminal at once, in one line.
-std::optional<std::string> check_fuse_options(const options &opts) {
-  fuse_arguments args(opts);
-  fuse_set_log_func(capture_fuse_message);
-  fuse_session *se = fuse_session_new(args.get(), &filesystem_operations(),
-                                      sizeof(fuse_lowlevel_ops), nullptr);
-  fuse_set_log_func(log_fuse_message);
-  if (se) {
-    fuse_session_destroy(se);
-    return std::nullopt;
-  }
-  std::string text = fuse_messages;
-  if (text.rfind("fuse: ", 0) == 0) text.erase(0, 6);
-  while (!text.empty() && text.back() == '\n') text.pop_back();
-  if (size_t nl = text.find('\n'); nl != std::string::npos) text.resize(nl);
-  return (text.empty() ? std::string("invalid FUSE options") : text) + " (see vramfs --help)";
-}
-
 // The mount is usable once the kernel's INIT is answered and the data file
-// can be looked up through it, served by the workers like any request.
-std::optional<std::string> wait_until_usable(const filesystem &fs, const options &opts) {
-  for (int i = 0; i < 10000 && !fs.initialized; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  if (!fs.initialized) return "the kernel did not initialise the mount within 10 seconds";
+// can be looked up through it, served by the transport like any request.
+std::optional<std::string> wait_until_usable(fuse::transport &t, const fuse::filesystem &fs,
+                                             const options &opts) {
+  switch (t.initialized().wait_for(10000)) {
+    case fuse::init_latch::state::waiting:
+      return "the kernel did not initialise the mount within 10 seconds";
+    case fuse::init_latch::state::refused:
+      return fs.init_refusal.empty() ? "the kernel ended the connection before INIT"
+                                     : fs.init_refusal;
+    case fuse::init_latch::state::accepted: break;
+  }
   std::string path = opts.mountpoint + "/" + opts.name;
   struct stat st;
   if (stat(path.c_str(), &st) != 0) return path + " is not usable: " + strerror(errno);
   return std::nullopt;
+}
+
+std::unique_ptr<fuse::transport> make_transport(const options &opts, fuse::filesystem &fs,
+                                                block_store &store) {
+  if (opts.transport == transport_kind::uring)
+    return fuse::make_uring_transport(fs, store, opts.queue_depth);
+  return fuse::make_device_transport(fs, store, opts.threads);
 }
 
 // Runs the filesystem until it is unmounted.  Every failure before the mount
@@ -111,7 +61,7 @@ int serve(const options &opts, startup_report &report) {
   // Rule 1: before any thread exists and before CUDA starts.
   stats counters;
   // Said once the mount works, so that a failed mount prints one line.
-  std::vector<std::string> warnings;
+  std::vector<std::string> warnings = option_warnings(opts);
   if (auto err = lock_memory()) {
     report.failure(*err);
     return 1;
@@ -141,46 +91,48 @@ int serve(const options &opts, startup_report &report) {
     report.failure(error);
     return 1;
   }
+  // A cache larger than the file would lock memory that is never used.
+  uint64_t cache_bytes = std::min(opts.cache, cache_limit(store->size(), opts.block));
   extent_map extents((store->size() + opts.block - 1) / opts.block);
   std::unique_ptr<page_cache> cache;
-  std::unique_ptr<worker_pool> pool;
+  std::unique_ptr<fuse::filesystem> fs;
+  std::unique_ptr<fuse::transport> transport;
   try {
-    // Rule 2: every line, buffer, stream and thread before the mount.
-    cache = std::make_unique<page_cache>(*store, extents, counters, opts.block, opts.cache);
-    pool = std::make_unique<worker_pool>(*store, opts.threads, max_request_bytes);
+    // Rule 2: every line, buffer, stream, ring and thread before the mount.
+    cache = std::make_unique<page_cache>(*store, extents, counters, opts.block, cache_bytes);
+    fs = std::make_unique<fuse::filesystem>(
+        *store, extents, *cache, counters, opts.name,
+        fuse::connection_wish{opts.transport == transport_kind::uring});
+    transport = make_transport(opts, *fs, *store);
   } catch (const std::bad_alloc &) {
-    report.failure("cannot allocate the " + format_size(opts.cache) +
-                   " cache and the request buffers in locked host memory");
+    report.failure("cannot allocate the " + format_size(cache_bytes) +
+                   " cache and the request buffers in locked host memory" +
+                   memory_limit_hint());
+    return 1;
+  } catch (const std::exception &e) {
+    report.failure(e.what());
     return 1;
   }
-  filesystem fs(*store, extents, *cache, counters, opts.name);
 
-  fuse_arguments args(opts);
-  fuse_session *se = fuse_session_new(args.get(), &filesystem_operations(),
-                                      sizeof(fuse_lowlevel_ops), &fs);
-  if (!se) {
-    report.failure("invalid FUSE options");
-    return 1;
-  }
-  if (fuse_session_mount(se, opts.mountpoint.c_str()) != 0) {
-    fuse_session_destroy(se);
-    report.failure("cannot mount on " + opts.mountpoint);
+  auto mount = fuse::mount::create(opts, &error);
+  if (!mount) {
+    report.failure(error);
     return 1;
   }
   cache->start_writeback();
-  pool->start(se);
-  if (auto err = wait_until_usable(fs, opts)) {
-    unmount(opts.mountpoint);
-    pool->join();
-    fuse_session_unmount(se);
-    fuse_session_destroy(se);
+  transport->start(mount->fd());
+  if (auto err = wait_until_usable(*transport, *fs, opts)) {
+    if (auto not_unmounted = mount->abandon())
+      log_err("cannot unmount %s after the failed start: %s", opts.mountpoint.c_str(),
+              not_unmounted->c_str());
+    transport->join();
     report.failure(*err);
     return 1;
   }
 
   // Rule 6: never exit under a live swap.
   stop_signals signals([&](const char *signal) -> std::optional<std::string> {
-    if (uint64_t opens = fs.data_opens.load())
+    if (uint64_t opens = fs->data_opens.load())
       return std::string("refusing ") + signal + ": " + opts.mountpoint + "/" + opts.name +
              " is open " + std::to_string(opens) +
              " time(s) (a loop device or swap uses it); stop with 'vramswap stop', or "
@@ -192,17 +144,24 @@ int serve(const options &opts, startup_report &report) {
     return std::nullopt;
   });
 
-  for (const std::string &warning : warnings) log_warn("%s", warning.c_str());
-  report.ready();
-  log_info("serving %s/%s: %s of %s memory on %s, %s cache of %s blocks, %u threads (%s)",
+  if (!report.ready(warnings)) {
+    // Whoever started us is gone (Ctrl-C on vramfs, a killed vramswap):
+    // the start was abandoned, so leave nothing mounted, unless something
+    // already opened the file.
+    if (auto err = mount->abandon())
+      log_warn("the start of %s was interrupted, but it cannot be unmounted (%s): serving it",
+               opts.mountpoint.c_str(), err->c_str());
+    else
+      log_info("the start of %s was interrupted; unmounted it", opts.mountpoint.c_str());
+  }
+  log_info("serving %s/%s: %s of %s memory on %s, %s cache of %s blocks, %s (%s)",
            opts.mountpoint.c_str(), opts.name.c_str(), format_size(store->size()).c_str(),
-           store->backend(), store->device().c_str(), format_size(opts.cache).c_str(),
-           format_size(opts.block).c_str(), opts.threads, describe_connection().c_str());
+           store->backend(), store->device().c_str(), format_size(cache_bytes).c_str(),
+           format_size(opts.block).c_str(), transport->describe().c_str(),
+           fuse::describe(fs->terms).c_str());
 
-  pool->join();  // until the filesystem is unmounted
+  transport->join();  // until the connection ends
   cache->stop_writeback();
-  fuse_session_unmount(se);
-  fuse_session_destroy(se);
   log_info("%s unmounted; exiting", opts.mountpoint.c_str());
   return 0;
 }
@@ -220,11 +179,8 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (opts.show_version) {
-#ifdef HAVE_CUDA
-    printf("vramfs %s (backends: cuda host), libfuse %d\n", PACKAGE_VERSION, fuse_version());
-#else
-    printf("vramfs %s (backends: host), libfuse %d\n", PACKAGE_VERSION, fuse_version());
-#endif
+    printf("vramfs %s (backends: %s; transports: %s), libfuse %s\n", PACKAGE_VERSION,
+           available_backends(), available_transports(), fuse_pkgversion());
     return 0;
   }
   if (auto err = fault_injection::configure_from_environment()) {
@@ -237,11 +193,18 @@ int main(int argc, char **argv) {
     return 1;
   }
 #endif
-  if (auto err = check_mountpoint(opts.mountpoint)) {
+  // Absolute before daemonizing, which changes to /.
+  if (auto err = resolve_mountpoint(&opts.mountpoint)) {
     fprintf(stderr, "vramfs: %s\n", err->c_str());
     return 1;
   }
-  if (auto err = check_fuse_options(opts)) {
+  if (opts.transport == transport_kind::uring) {
+    if (auto err = fuse::uring_unavailable()) {
+      fprintf(stderr, "vramfs: transport=uring: %s\n", err->c_str());
+      return 1;
+    }
+  }
+  if (auto err = fuse::mount::check_options(opts)) {
     fprintf(stderr, "vramfs: %s\n", err->c_str());
     return 1;
   }

@@ -80,6 +80,7 @@ std::optional<std::string> apply_option(const std::string &item, options *o,
       spec.bytes = 0;
     }
     o->reserve = spec;
+    o->reserve_given = true;
   } else if (key == "backend") {
     if (value == "cuda") o->backend = backend_kind::cuda;
     else if (value == "host") o->backend = backend_kind::host;
@@ -87,6 +88,7 @@ std::optional<std::string> apply_option(const std::string &item, options *o,
   } else if (key == "device") {
     if (auto e = need_value()) return e;
     o->device = value;
+    o->device_given = true;
   } else if (key == "cache") {
     if (auto e = need_value()) return e;
     if (auto err = parse_power_of_two_size(key, value, 64 * KiB, max_cache, &o->cache)) return err;
@@ -101,6 +103,24 @@ std::optional<std::string> apply_option(const std::string &item, options *o,
       return "invalid threads=" + value + ": must be a number from 1 to " +
              std::to_string(max_threads);
     o->threads = unsigned(n);
+    o->threads_given = true;
+  } else if (key == "transport") {
+    if (value == "dev") o->transport = transport_kind::dev;
+    else if (value == "uring") o->transport = transport_kind::uring;
+    else return "invalid transport=" + value + ": must be dev or uring";
+  } else if (key == "queue_depth") {
+    if (auto e = need_value()) return e;
+    uint64_t n;
+    if (parse_unsigned(value, &n) || n < 1 || n > max_queue_depth)
+      return "invalid queue_depth=" + value + ": must be a number from 1 to " +
+             std::to_string(max_queue_depth);
+    o->queue_depth = unsigned(n);
+    o->queue_depth_given = true;
+  } else if (key == "max_read" || key == "max_write" || key == "max_background" ||
+             key == "congestion_threshold") {
+    // vramfs answers the kernel's INIT itself and sizes requests to its
+    // buffers; libfuse's parsing of these would only fail obscurely.
+    return "option " + key + " is not supported: vramfs sets the request sizes itself";
   } else if (key == "name") {
     if (auto e = need_value()) return e;
     if (value.find('/') != std::string::npos || value == "." || value == ".." ||
@@ -146,6 +166,45 @@ backend_kind options::default_backend() {
 
 const char *backend_name(backend_kind kind) {
   return kind == backend_kind::cuda ? "cuda" : "host";
+}
+
+const char *available_backends() {
+#ifdef HAVE_CUDA
+  return "cuda host";
+#else
+  return "host";
+#endif
+}
+
+const char *available_transports() {
+#ifdef HAVE_LIBURING
+  return "dev uring";
+#else
+  return "dev";
+#endif
+}
+
+std::vector<std::string> option_warnings(const options &opts) {
+  std::vector<std::string> out;
+  if (opts.backend == backend_kind::host) {
+    if (opts.device_given) out.push_back("device=" + opts.device + " is ignored with backend=host");
+    if (opts.reserve_given) out.push_back("reserve= is ignored with backend=host");
+  }
+  if (opts.transport == transport_kind::dev && opts.queue_depth_given)
+    out.push_back("queue_depth= is ignored with transport=dev");
+  if (opts.transport == transport_kind::uring && opts.threads_given)
+    out.push_back("threads= is ignored with transport=uring (one thread per CPU queue)");
+  return out;
+}
+
+uint64_t cache_limit(uint64_t size, uint64_t block) {
+  uint64_t limit = block * 8;
+  while (limit < size) limit *= 2;
+  return limit;
+}
+
+const char *transport_name(transport_kind kind) {
+  return kind == transport_kind::uring ? "uring" : "dev";
 }
 
 std::optional<std::string> parse_size(const std::string &text, bool allow_percent,
@@ -264,7 +323,10 @@ std::string usage_text(const char *program) {
                      "    -o cache=SIZE       pinned host cache, power of two (default 64M)\n"
                      "    -o block=SIZE       cache line and allocation unit, power of two,\n"
                      "                        4K to 16M (default 64K)\n"
-                     "    -o threads=N        FUSE worker threads (default 4)\n"
+                     "    -o threads=N        FUSE worker threads of transport=dev (default 4)\n"
+                     "    -o transport=NAME   dev (read /dev/fuse) or uring (FUSE over io_uring,\n"
+                     "                        Linux 6.14 and later; default dev)\n"
+                     "    -o queue_depth=N    entries per io_uring queue, 1 to 128 (default 8)\n"
                      "    -o name=NAME        name of the data file (default swapfile)\n"
                      "    -o lazy             take VRAM on first write and give it back on discard\n"
                      "                        instead of reserving all of it at mount\n"

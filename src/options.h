@@ -9,6 +9,8 @@
 namespace vramfs {
 
 enum class backend_kind { cuda, host };
+// How requests travel between the kernel and the daemon (fuse/transport.h).
+enum class transport_kind { dev, uring };
 
 // A size as the user wrote it: bytes, or a share of what the backend holds.
 struct size_spec {
@@ -38,8 +40,10 @@ struct options {
   std::string mountpoint;
   std::optional<size_spec> size;  // unset: the backend picks (cuda: free - reserve)
   size_spec reserve{512 * MiB, 0};
+  bool reserve_given = false;
   backend_kind backend = default_backend();
   std::string device = "0";
+  bool device_given = false;
   uint64_t cache = 64 * MiB;
   uint64_t block = 64 * KiB;
   // Few threads answer a lone faulting process soonest: the kernel wakes
@@ -47,6 +51,12 @@ struct options {
   // H100 machine 4 threads doubled the swap workload against 16, which only
   // win on 4 KiB reads at queue depth 32 (bench/sweep, docs/performance.md).
   unsigned threads = 4;
+  bool threads_given = false;
+  transport_kind transport = transport_kind::dev;
+  // Entries per io_uring queue (one queue per possible CPU, each entry
+  // with a 1 MiB buffer).
+  unsigned queue_depth = 8;
+  bool queue_depth_given = false;
   std::string name = "swapfile";
   bool lazy = false;
   bool foreground = false;
@@ -62,6 +72,7 @@ struct options {
 constexpr uint64_t min_block = 4 * KiB, max_block = 16 * MiB;
 constexpr uint64_t max_cache = 64 * GiB;
 constexpr unsigned max_threads = 256;
+constexpr unsigned max_queue_depth = 128;
 
 // Parses argv (argv[0] included).  Returns an error message for the user, or
 // std::nullopt when *out is filled in and consistent.
@@ -69,6 +80,15 @@ std::optional<std::string> parse_command_line(int argc, const char *const *argv,
                                               options *out);
 
 const char *backend_name(backend_kind kind);
+// What this build offers, for --version: "cuda host", "dev uring".
+const char *available_backends();
+const char *available_transports();
+// Lines to warn about options that do nothing with the chosen backend.
+std::vector<std::string> option_warnings(const options &opts);
+// The largest useful cache for a file of `size` bytes: a cache is a power
+// of two of at least 8 blocks, and lines beyond the file's size stay empty.
+uint64_t cache_limit(uint64_t size, uint64_t block);
+const char *transport_name(transport_kind kind);
 
 // The --help text.
 std::string usage_text(const char *program);

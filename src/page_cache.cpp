@@ -254,9 +254,21 @@ int page_cache::discard(store_channel &ch, uint64_t offset, uint64_t len) {
   for (uint64_t c = offset / chunk; c * chunk < offset + len; ++c) {
     uint64_t first = c * chunk / block_size_;
     std::lock_guard lazy(lazy_mutex_);
-    if (extents_.range_empty(first, blocks_per_chunk))
+    if (extents_.range_unused(first, blocks_per_chunk))
       store_.release(c * chunk, std::min(chunk, store_.size() - c * chunk));
   }
+  return 0;
+}
+
+int page_cache::preallocate(uint64_t offset, uint64_t len) {
+  if (offset > store_.size() || len > store_.size() - offset) return -EINVAL;
+  if (!store_.lazy()) return 0;  // reserved mode holds all its memory
+  std::lock_guard lazy(lazy_mutex_);
+  if (int err = store_.ensure_backed(offset, len)) return err;
+  // Mark the blocks, so that a discard elsewhere in their chunks does not
+  // give the memory back that this call promised.
+  for (uint64_t b = offset / block_size_; b * block_size_ < offset + len; ++b)
+    extents_.set_preallocated(b);
   return 0;
 }
 

@@ -53,6 +53,9 @@ class page_cache {
   // The range reads as zeros afterwards; whole blocks stop holding data and,
   // in lazy mode, whole chunks without data are given back to the device.
   int discard(store_channel &ch, uint64_t offset, uint64_t len);
+  // fallocate(): in lazy mode, takes the memory of the range now and keeps
+  // it until the blocks are discarded; the range still reads as zeros.
+  int preallocate(uint64_t offset, uint64_t len);
   // Writes back every line that was dirty when it was called.
   int flush(store_channel &ch);
 
