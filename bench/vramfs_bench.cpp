@@ -4,7 +4,7 @@
 //   vramfs-bench fill PATH BS                        write all of PATH once
 //   vramfs-bench seq PATH read|write BS STREAMS SECONDS
 //   vramfs-bench rand PATH read|write BS QD SECONDS [aio|threads]
-//   vramfs-bench swap MIB SECONDS SEED
+//   vramfs-bench swap MIB SECONDS SEED [THREADS]
 //
 // Each command prints one line: its name, then key=value pairs, every value
 // measured here.  bench/run collects them and computes medians.  Errors go
@@ -442,58 +442,82 @@ long major_faults() {
 // random pages for SECONDS (verify the page's current version, write the
 // next), then verify every page.  Random touches on a working set larger than
 // the limit make nearly every touch a swap-in and, soon after, a swap-out.
+// THREADS threads (default 1) each own every THREADS-th page, so no two
+// touch the same page and each page's version has one writer; the rate is
+// their sum, as many processes faulting at once would see it.
 int cmd_swap(int argc, char **argv) {
-  if (argc != 3) die("usage: swap MIB SECONDS SEED");
+  if (argc != 3 && argc != 4) die("usage: swap MIB SECONDS SEED [THREADS]");
   uint64_t bytes = number(argv[0]) << 20, seed = number(argv[2]);
   double duration = double(number(argv[1]));
+  unsigned nthreads = argc == 4 ? unsigned(number(argv[3])) : 1;
   uint64_t pages = bytes / page_size;
   if (!pages) die("at least 1 MiB");
+  if (nthreads < 1 || nthreads > 1024 || nthreads > pages) die("THREADS must be 1 to 1024");
   std::vector<uint32_t> version(pages, 0);
-  buffer want = aligned_buffer(page_size);
   auto *mem = static_cast<uint8_t *>(
       mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   if (mem == MAP_FAILED) die("mmap %" PRIu64 " bytes: %s", bytes, strerror(errno));
   // Page-sized swap traffic, the same on every machine whatever its THP setting.
   madvise(mem, bytes, MADV_NOHUGEPAGE);
 
+  // Runs fn(thread, want) on every thread and waits for them.
+  auto on_threads = [&](auto fn) {
+    std::vector<std::thread> threads;
+    for (unsigned t = 0; t < nthreads; ++t)
+      threads.emplace_back([&, t] {
+        buffer want = aligned_buffer(page_size);
+        fn(t, want.get());
+      });
+    for (auto &th : threads) th.join();
+  };
+
   vmstat vm0 = vmstat::read();
   auto t0 = clock_type::now();
-  for (uint64_t p = 0; p < pages; ++p) make_page(mem + p * page_size, seed, p, 0);
+  on_threads([&](unsigned t, uint8_t *) {
+    for (uint64_t p = t; p < pages; p += nthreads) make_page(mem + p * page_size, seed, p, 0);
+  });
   double fill_s = seconds_since(t0);
 
   vmstat vm1 = vmstat::read();
   long majflt0 = major_faults();
-  uint64_t rng = seed ^ 0x7A11C0DEull, touches = 0;
+  std::atomic<uint64_t> touches{0};
   auto t1 = clock_type::now();
   uint64_t deadline = now_ns() + uint64_t(duration * 1e9);
-  for (;;) {
-    if ((touches & 15) == 0 && now_ns() >= deadline) break;
-    uint64_t p = splitmix64(rng) % pages;
-    uint8_t *page = mem + p * page_size;
-    check_page(page, seed, p, version[p], want.get(), "touch");
-    make_page(page, seed, p, ++version[p]);
-    ++touches;
-  }
+  on_threads([&](unsigned t, uint8_t *want) {
+    uint64_t rng = seed ^ 0x7A11C0DEull ^ (uint64_t(t) << 40), mine = 0;
+    uint64_t owned = (pages - t + nthreads - 1) / nthreads;  // pages t, t+n, t+2n, ...
+    for (;;) {
+      if ((mine & 15) == 0 && now_ns() >= deadline) break;
+      uint64_t p = t + (splitmix64(rng) % owned) * nthreads;
+      uint8_t *page = mem + p * page_size;
+      check_page(page, seed, p, version[p], want, "touch");
+      make_page(page, seed, p, ++version[p]);
+      ++mine;
+    }
+    touches += mine;
+  });
   double touch_s = seconds_since(t1);
   long majflt = major_faults() - majflt0;
   vmstat vm2 = vmstat::read();
 
   auto t2 = clock_type::now();
-  uint64_t verified = 0;
-  for (uint64_t p = 0; p < pages; ++p, ++verified)
-    check_page(mem + p * page_size, seed, p, version[p], want.get(), "final check");
+  on_threads([&](unsigned t, uint8_t *want) {
+    for (uint64_t p = t; p < pages; p += nthreads)
+      check_page(mem + p * page_size, seed, p, version[p], want, "final check");
+  });
+  uint64_t verified = pages;
   double verify_s = seconds_since(t2);
   double wall_s = seconds_since(t0);
   vmstat vm3 = vmstat::read();
   munmap(mem, bytes);
 
-  printf("swap mib=%" PRIu64 " touches=%" PRIu64 " touches_per_s=%.0f wall_s=%.3f"
+  printf("swap mib=%" PRIu64 " threads=%u touches=%" PRIu64 " touches_per_s=%.0f wall_s=%.3f"
          " verified_pages=%" PRIu64 " pswpin=%" PRIu64 " pswpout=%" PRIu64
          " fill_s=%.3f touch_s=%.3f verify_s=%.3f touch_majflt=%ld"
          " touch_pswpin=%" PRIu64 " touch_pswpout=%" PRIu64 "\n",
-         bytes >> 20, touches, double(touches) / touch_s, wall_s, verified,
-         vm3.pswpin - vm0.pswpin, vm3.pswpout - vm0.pswpout, fill_s, touch_s, verify_s,
-         majflt, vm2.pswpin - vm1.pswpin, vm2.pswpout - vm1.pswpout);
+         bytes >> 20, nthreads, touches.load(), double(touches.load()) / touch_s, wall_s,
+         verified, vm3.pswpin - vm0.pswpin, vm3.pswpout - vm0.pswpout, fill_s, touch_s,
+         verify_s, majflt, vm2.pswpin - vm1.pswpin, vm2.pswpout - vm1.pswpout);
   return 0;
 }
 

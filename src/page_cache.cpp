@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 namespace vramfs {
 namespace {
@@ -15,6 +16,12 @@ namespace {
 constexpr uint64_t no_block = UINT64_MAX;
 // How many sets one write-back pass locks and waits for at once.
 constexpr size_t writeback_batch = 16;
+
+int64_t monotonic_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
 
 }  // namespace
 
@@ -102,7 +109,7 @@ int page_cache::write_back(store_channel &ch, cache_set *const *sets, size_t cou
       ++queued;
     }
   if (!queued) return err;
-  if (int wait_err = store_.wait(ch)) err = wait_err;
+  err = finish_copies(ch, err);
   if (err) {
     log_err_limited("write-back of %zu cache lines failed: %s; they stay dirty", queued,
                     strerror(-err));
@@ -116,6 +123,16 @@ int page_cache::write_back(store_channel &ch, cache_set *const *sets, size_t cou
       }
   stats::add(stats_.flushes, queued);
   return 0;
+}
+
+int page_cache::finish_copies(store_channel &ch, int submit_err) {
+  // Wait even when a submit failed: the copies queued before it may still
+  // be writing into a buffer that is reused once the set's lock drops.
+  int64_t start = monotonic_ns();
+  int err = store_.wait(ch);
+  stats::add(stats_.copy_waits);
+  stats::add(stats_.copy_wait_ns, uint64_t(monotonic_ns() - start));
+  return submit_err ? submit_err : err;
 }
 
 int page_cache::read_block(store_channel &ch, uint64_t block, size_t in_block, std::byte *dst,
@@ -138,14 +155,11 @@ int page_cache::read_block(store_channel &ch, uint64_t block, size_t in_block, s
   if (len == block_bytes(block)) {
     // A whole block goes straight to the caller, without taking a line
     // that a streaming read would only push out again.
-    int err = store_.submit_read(ch, offset, dst, len);
-    if (!err) err = store_.wait(ch);
-    return err;
+    return finish_copies(ch, store_.submit_read(ch, offset, dst, len));
   }
   line *l;
   if (int err = take_line(ch, set, &l)) return err;
-  int err = store_.submit_read(ch, offset, l->data, block_bytes(block));
-  if (!err) err = store_.wait(ch);
+  int err = finish_copies(ch, store_.submit_read(ch, offset, l->data, block_bytes(block)));
   if (err) return err;  // the line stays empty
   l->block = block;
   mark_used(set, *l);
@@ -166,8 +180,8 @@ int page_cache::write_block(store_channel &ch, uint64_t block, size_t in_block,
     bool whole = len == block_bytes(block);
     if (extents_.has_data(block)) {
       if (!whole) {  // keep the rest of the block: read, then modify
-        int err = store_.submit_read(ch, block * block_size_, l->data, block_bytes(block));
-        if (!err) err = store_.wait(ch);
+        int err = finish_copies(
+            ch, store_.submit_read(ch, block * block_size_, l->data, block_bytes(block)));
         if (err) return err;
       }
     } else {

@@ -86,6 +86,8 @@ class page_cache {
   // A line to load `block` into, written back first if it was dirty.
   int take_line(store_channel &ch, cache_set &set, line **out);
   int write_back(store_channel &ch, cache_set *const *sets, size_t count);
+  // Waits for the copies queued on ch; returns submit_err, else the wait's.
+  int finish_copies(store_channel &ch, int submit_err);
   void mark_used(cache_set &set, line &l) { l.last_use = ++set.clock; }
   void mark_dirty(line &l);
   int read_block(store_channel &ch, uint64_t block, size_t in_block, std::byte *dst, size_t len);

@@ -48,6 +48,10 @@ std::string render_stats(const stats &s, const block_store &store, const extent_
   counter("flushes", s.flushes);
   counter("fsyncs", s.fsyncs);
   counter("errors", s.errors);
+  counter("read_ns", s.read_ns);
+  counter("write_ns", s.write_ns);
+  counter("copy_waits", s.copy_waits);
+  counter("copy_wait_ns", s.copy_wait_ns);
   number("memory_locked", s.memory_locked);
   number("io_flusher", s.io_flusher);
   number("oom_protected", s.oom_protected);

@@ -18,6 +18,10 @@ struct stats {
   counter flushes{0};       // lines written back to the store
   counter fsyncs{0};
   counter errors{0};        // requests answered with an I/O error
+  // Where a request's time goes on the daemon's side: the time spent in the
+  // READ and WRITE operations, and the part of it waiting for store copies.
+  counter read_ns{0}, write_ns{0};
+  counter copy_waits{0}, copy_wait_ns{0};
 
   // How well the daemon is protected from waiting on its own swap
   // (DESIGN.md rule 1); set once at startup, before any worker exists.

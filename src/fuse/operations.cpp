@@ -243,6 +243,23 @@ answer read_stats(filesystem &fs, const read_in &in, std::span<std::byte> out) {
   return {0, len};
 }
 
+uint64_t monotonic_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000 + uint64_t(ts.tv_nsec);
+}
+
+// Adds the time from its construction to its end to a counter.
+class timed {
+ public:
+  explicit timed(stats::counter &c) : counter_(c), start_(monotonic_ns()) {}
+  ~timed() { stats::add(counter_, monotonic_ns() - start_); }
+
+ private:
+  stats::counter &counter_;
+  uint64_t start_;
+};
+
 answer do_read(filesystem &fs, store_channel &ch, const request &req, std::span<std::byte> out) {
   auto in = req.argument_as<read_in>();
   if (req.header.nodeid == stats_ino) return read_stats(fs, in, out);
@@ -252,6 +269,7 @@ answer do_read(filesystem &fs, store_channel &ch, const request &req, std::span<
   // The kernel never asks for more than max_pages; anything larger is
   // answered short, which readers handle.
   size_t len = std::min<uint64_t>({in.size, size - in.offset, out.size()});
+  timed t(fs.counters.read_ns);
   if (int err = fs.cache.read(ch, in.offset, out.data(), len)) {
     log_err_limited("read of %zu bytes at %llu failed: %s", len, (unsigned long long)in.offset,
                     strerror(-err));
@@ -269,6 +287,7 @@ answer do_write(filesystem &fs, store_channel &ch, const request &req, std::span
   uint64_t size = fs.store.size();
   if (in.offset >= size) return in.size ? error(EFBIG) : reply_with(out, write_out{});
   size_t len = std::min<uint64_t>(in.size, size - in.offset);  // short write at the end
+  timed t(fs.counters.write_ns);
   if (int err = fs.cache.write(ch, in.offset, req.payload.data(), len)) {
     log_err_limited("write of %zu bytes at %llu failed: %s", len, (unsigned long long)in.offset,
                     strerror(-err));
