@@ -9,6 +9,7 @@
 #include "cuda_store.h"
 #endif
 
+#include <chrono>
 #include <new>
 
 namespace vramfs {
@@ -46,13 +47,18 @@ std::unique_ptr<block_store> create_host_store(const options &opts, std::string 
 }  // namespace
 
 std::unique_ptr<block_store> create_store(const options &opts, std::string *error) {
-  if (opts.backend == backend_kind::host) return create_host_store(opts, error);
+  std::unique_ptr<block_store> store;
+  if (opts.backend == backend_kind::host) {
+    store = create_host_store(opts, error);
+  } else {
 #ifdef HAVE_CUDA
-  return create_cuda_store(opts, error);
+    store = create_cuda_store(opts, error);
 #else
-  *error = "this vramfs was built without CUDA; -o backend=host serves from RAM";
-  return nullptr;
+    *error = "this vramfs was built without CUDA; -o backend=host serves from RAM";
 #endif
+  }
+  if (store) store->set_copy_timeout(std::chrono::seconds(opts.copy_timeout));
+  return store;
 }
 
 }  // namespace vramfs

@@ -2,6 +2,7 @@
 // or RAM (host).  Only the page cache talks to it.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -31,6 +32,15 @@ class block_store {
   virtual uint64_t chunk_size() const = 0;
   // Memory held for the data now (VRAM for cuda, RAM for host).
   virtual uint64_t held_bytes() const = 0;
+  // Whether the store has failed for good (a lost device, copies that
+  // never finished): every copy then answers -EIO at once.
+  virtual bool failed() const = 0;
+
+  // How long wait() lets copies run before it declares the device stalled
+  // and the store failed.  A working GPU finishes a 1 MiB copy in well
+  // under a millisecond; the default leaves room for a busy one.
+  void set_copy_timeout(std::chrono::milliseconds t) { copy_timeout_ = t; }
+  std::chrono::milliseconds copy_timeout() const { return copy_timeout_; }
 
   // Every thread that copies owns one channel, made before the mount is
   // announced so that the I/O path allocates nothing.
@@ -40,6 +50,10 @@ class block_store {
   // copy is complete, and the host buffer free to reuse, only once wait() on
   // the same channel has returned 0.  A failed submit or wait answers -EIO
   // (or another negative errno); the range's contents are then unknown.
+  // A caller waits after every submit, failed or not: copies queued before
+  // a failed one may still be running.  wait() gives up after
+  // copy_timeout(): the store is then failed, and the buffers of copies
+  // still queued must not be trusted.
   virtual int submit_read(store_channel &ch, uint64_t offset, void *dst, size_t len) = 0;
   virtual int submit_write(store_channel &ch, uint64_t offset, const void *src,
                            size_t len) = 0;
@@ -64,6 +78,7 @@ class block_store {
  private:
   uint64_t size_;
   bool lazy_;
+  std::chrono::milliseconds copy_timeout_{std::chrono::seconds(30)};
 };
 
 // Creates the store the options ask for, resolving size= against the

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -17,6 +18,7 @@
 #include <new>
 #include <optional>
 #include <string>
+#include <thread>
 
 namespace vramfs {
 namespace {
@@ -101,6 +103,7 @@ class cuda_store final : public block_store {
   uint64_t held_bytes() const override {
     return vmm_ ? vmm_->held_bytes() : reserved_ ? round_up(size(), reserved_chunk) : 0;
   }
+  bool failed() const override { return failed_.load(std::memory_order_relaxed); }
 
   std::unique_ptr<store_channel> open_channel() override;
   int submit_read(store_channel &ch, uint64_t offset, void *dst, size_t len) override;
@@ -118,8 +121,11 @@ class cuda_store final : public block_store {
 
   int bind_thread();
   // 0, or the errno for a failed CUDA call: logged, and a sticky error
-  // puts the store into the failed state.  Allocates nothing.
-  int check(cudaError_t err, const char *what);
+  // puts the store into the failed state.  Allocates nothing.  An injected
+  // error takes the same path but leaves the driver usable for cleanup.
+  int check(cudaError_t err, const char *what, bool injected = false);
+  // Copies still queued after copy_timeout(): the GPU is stalled.
+  int fail_stalled(std::chrono::nanoseconds waited);
   int check_copy(uint64_t offset, size_t len);
   int copy(store_channel &ch, char *to, const char *from, size_t len, cudaMemcpyKind kind,
            const char *what);
@@ -129,7 +135,9 @@ class cuda_store final : public block_store {
   char *reserved_ = nullptr;        // reserved mode: one cudaMalloc for the whole size
   std::unique_ptr<cuda_vmm> vmm_;   // lazy mode
   std::atomic<bool> failed_{false};
-  std::atomic<bool> device_lost_{false};  // a real sticky error, not an injected one
+  // A real sticky error or a stall, not an injected error: the driver is
+  // left alone from then on, since its calls would fail or hang.
+  std::atomic<bool> device_lost_{false};
 };
 
 int cuda_store::bind_thread() {
@@ -142,17 +150,28 @@ int cuda_store::bind_thread() {
   return 0;
 }
 
-int cuda_store::check(cudaError_t err, const char *what) {
+int cuda_store::check(cudaError_t err, const char *what, bool injected) {
   if (err == cudaSuccess) return 0;
   if (is_sticky(err)) {
-    device_lost_ = true;
+    if (!injected) device_lost_ = true;
     if (!failed_.exchange(true))
       log_err("GPU %s lost during %s: %s; every request now fails with EIO",
               description_.c_str(), what, cudaGetErrorString(err));
     return -EIO;
   }
-  log_err_limited("%s on GPU %s failed: %s", what, description_.c_str(), cudaGetErrorString(err));
+  log_err_limited("%s on GPU %s failed: %s%s", what, description_.c_str(), cudaGetErrorString(err),
+                  injected ? " (injected)" : "");
   return errno_of(err);
+}
+
+int cuda_store::fail_stalled(std::chrono::nanoseconds waited) {
+  device_lost_ = true;
+  if (!failed_.exchange(true))
+    log_err("GPU %s: copies did not finish within %lld s (copy_timeout): the GPU is stalled or "
+            "lost; every request now fails with EIO",
+            description_.c_str(),
+            (long long)std::chrono::duration_cast<std::chrono::seconds>(waited).count());
+  return -EIO;
 }
 
 std::optional<std::string> cuda_store::allocate() {
@@ -204,22 +223,20 @@ std::unique_ptr<store_channel> cuda_store::open_channel() {
 int cuda_store::check_copy(uint64_t offset, size_t len) {
   if (failed_.load(std::memory_order_relaxed)) return -EIO;
   if (offset + len > size() || len == 0) return -EINVAL;
-  if (fault_injection::copy_is_sticky_failure()) {
-    if (!failed_.exchange(true))
-      log_err("GPU %s: injected device loss; every request now fails with EIO",
-              description_.c_str());
-    return -EIO;
-  }
-  if (fault_injection::copy_fails()) {
-    log_err_limited("copy on GPU %s failed: injected fault", description_.c_str());
-    return -EIO;
-  }
   return bind_thread();
 }
 
 int cuda_store::copy(store_channel &ch, char *to, const char *from, size_t len,
                      cudaMemcpyKind kind, const char *what) {
-  return check(cudaMemcpyAsync(to, from, len, kind, stream_of(ch)), what);
+  cudaError_t err = cudaMemcpyAsync(to, from, len, kind, stream_of(ch));
+  // Injected faults replace the result of a copy that was really queued:
+  // the same checks, and the caller's wait for the queued copy, run.
+  bool injected = false;
+  if (err == cudaSuccess && fault_injection::copy_is_sticky_failure())
+    err = cudaErrorIllegalAddress, injected = true;
+  else if (err == cudaSuccess && fault_injection::copy_fails())
+    err = cudaErrorInvalidValue, injected = true;
+  return check(err, what, injected);
 }
 
 char *device_address(char *reserved, const cuda_vmm *vmm, uint64_t offset) {
@@ -262,7 +279,21 @@ int cuda_store::submit_write(store_channel &ch, uint64_t offset, const void *src
 int cuda_store::wait(store_channel &ch) {
   if (failed_.load(std::memory_order_relaxed)) return -EIO;
   if (int err = bind_thread()) return err;
-  return check(cudaStreamSynchronize(stream_of(ch)), "waiting for copies");
+  // Polled rather than cudaStreamSynchronize: it has no deadline, and a
+  // stalled GPU would hang swap for ever under a set's lock.  A 4K copy
+  // takes microseconds, so the first ones are waited for by spinning; then
+  // the wait backs off, to spare a CPU during a long one.
+  bool stalled = fault_injection::wait_stalls();
+  auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    cudaError_t err = stalled ? cudaErrorNotReady : cudaStreamQuery(stream_of(ch));
+    if (err != cudaErrorNotReady) return check(err, "waiting for copies");
+    auto waited = std::chrono::steady_clock::now() - start;
+    if (waited > copy_timeout()) return fail_stalled(waited);
+    if (waited > std::chrono::microseconds(50))
+      std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(waited / 8,
+                                                                    std::chrono::milliseconds(1)));
+  }
 }
 
 int cuda_store::ensure_backed(uint64_t offset, uint64_t len) {

@@ -5,6 +5,13 @@
 //   VRAMFS_INJECT_FAULT=alloc:N    the Nth lazy allocation fails (ENOSPC)
 //   VRAMFS_INJECT_FAULT=sticky:N   the Nth copy fails as if the device were
 //                                  lost: the store answers EIO from then on
+//   VRAMFS_INJECT_FAULT=stall:N    the Nth wait for copies never sees them
+//                                  finish, as if the GPU hung: the store
+//                                  fails once copy_timeout has passed
+//
+// The cuda store injects copy and sticky faults where it checks CUDA's
+// result, after the copy was really queued, so that its error paths (a
+// sticky error, the wait after a failed submit) run as they would for real.
 //
 // Items may be combined with commas.  Counting starts at 1.
 #pragma once
@@ -16,7 +23,7 @@
 
 namespace vramfs {
 
-enum class fault_kind { copy, alloc, sticky };
+enum class fault_kind { copy, alloc, sticky, stall };
 
 class fault_injection {
  public:
@@ -28,13 +35,15 @@ class fault_injection {
   static bool copy_fails() { return hit(copy_at_, copy_count_); }
   static bool alloc_fails() { return hit(alloc_at_, alloc_count_); }
   static bool copy_is_sticky_failure() { return hit(sticky_at_, sticky_count_); }
+  static bool wait_stalls() { return hit(stall_at_, stall_count_); }
 
  private:
   static bool hit(uint64_t at, std::atomic<uint64_t> &count) {
     return at && count.fetch_add(1, std::memory_order_relaxed) + 1 == at;
   }
-  static inline uint64_t copy_at_ = 0, alloc_at_ = 0, sticky_at_ = 0;
-  static inline std::atomic<uint64_t> copy_count_{0}, alloc_count_{0}, sticky_count_{0};
+  static inline uint64_t copy_at_ = 0, alloc_at_ = 0, sticky_at_ = 0, stall_at_ = 0;
+  static inline std::atomic<uint64_t> copy_count_{0}, alloc_count_{0}, sticky_count_{0},
+      stall_count_{0};
 };
 
 }  // namespace vramfs

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <new>
+#include <thread>
 
 namespace vramfs {
 namespace {
@@ -114,7 +115,18 @@ int host_store::submit_write(store_channel &, uint64_t offset, const void *src, 
 }
 
 int host_store::wait(store_channel &) {
-  return failed_.load(std::memory_order_relaxed) ? -EIO : 0;
+  if (failed_.load(std::memory_order_relaxed)) return -EIO;
+  if (fault_injection::wait_stalls()) {
+    // Copies here are done by the time they are submitted: a stall can
+    // only be injected, and it behaves as the cuda store's would.
+    std::this_thread::sleep_for(copy_timeout());
+    failed_ = true;
+    log_err("host store: copies did not finish within %lld s (injected stall); every request "
+            "now fails with EIO",
+            (long long)std::chrono::duration_cast<std::chrono::seconds>(copy_timeout()).count());
+    return -EIO;
+  }
+  return 0;
 }
 
 int host_store::ensure_backed(uint64_t offset, uint64_t len) {

@@ -104,6 +104,13 @@ std::optional<std::string> apply_option(const std::string &item, options *o,
              std::to_string(max_threads);
     o->threads = unsigned(n);
     o->threads_given = true;
+  } else if (key == "copy_timeout") {
+    if (auto e = need_value()) return e;
+    uint64_t n;
+    if (parse_unsigned(value, &n) || n < 1 || n > max_copy_timeout)
+      return "invalid copy_timeout=" + value + ": must be a number of seconds from 1 to " +
+             std::to_string(max_copy_timeout);
+    o->copy_timeout = unsigned(n);
   } else if (key == "transport") {
     if (value == "dev") o->transport = transport_kind::dev;
     else if (value == "uring") o->transport = transport_kind::uring;
@@ -328,6 +335,8 @@ std::string usage_text(const char *program) {
                      "                        Linux 6.14 and later; default dev)\n"
                      "    -o queue_depth=N    entries per io_uring queue, 1 to 128 (default 8)\n"
                      "    -o name=NAME        name of the data file (default swapfile)\n"
+                     "    -o copy_timeout=S   seconds before a GPU whose copies do not finish counts\n"
+                     "                        as stalled and every request fails (default 30)\n"
                      "    -o lazy             take VRAM on first write and give it back on discard\n"
                      "                        instead of reserving all of it at mount\n"
                      "\n"

@@ -57,6 +57,12 @@ struct options {
   // with a 1 MiB buffer).
   unsigned queue_depth = 8;
   bool queue_depth_given = false;
+  // Seconds a copy to or from the GPU may take before the GPU counts as
+  // stalled and every request fails (block_store::set_copy_timeout): far
+  // beyond any working GPU's copy, and well under the kernel's 120 s
+  // hung-task warning, so that a hung GPU shows as I/O errors, not a
+  // machine frozen for good.
+  unsigned copy_timeout = 30;
   std::string name = "swapfile";
   bool lazy = false;
   bool foreground = false;
@@ -73,6 +79,7 @@ constexpr uint64_t min_block = 4 * KiB, max_block = 16 * MiB;
 constexpr uint64_t max_cache = 64 * GiB;
 constexpr unsigned max_threads = 256;
 constexpr unsigned max_queue_depth = 128;
+constexpr unsigned max_copy_timeout = 3600;
 
 // Parses argv (argv[0] included).  Returns an error message for the user, or
 // std::nullopt when *out is filled in and consistent.

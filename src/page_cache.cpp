@@ -13,9 +13,8 @@
 namespace vramfs {
 namespace {
 
-constexpr uint64_t no_block = UINT64_MAX;
-// How many sets one write-back pass locks and waits for at once.
-constexpr size_t writeback_batch = 16;
+// Sectors per block at most: the masks are 64 bits.
+constexpr uint64_t max_sectors = 64;
 
 int64_t monotonic_ns() {
   timespec ts;
@@ -23,7 +22,37 @@ int64_t monotonic_ns() {
   return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 
+// Calls fn(first, count) for each run of set bits in mask.
+template <typename Fn>
+int for_each_run(uint64_t mask, Fn fn) {
+  while (mask) {
+    unsigned first = unsigned(__builtin_ctzll(mask));
+    uint64_t rest = mask >> first;
+    unsigned count = ~rest ? unsigned(__builtin_ctzll(~rest)) : 64 - first;
+    if (int err = fn(first, count)) return err;
+    mask &= count + first >= 64 ? 0 : ~uint64_t(0) << (first + count);
+  }
+  return 0;
+}
+
 }  // namespace
+
+uint64_t page_cache::line_count_for(uint64_t block_size, uint64_t cache_bytes) {
+  return std::max<uint64_t>(cache_bytes / block_size, ways) / ways * ways;
+}
+
+page_cache::page_cache(block_store &store, extent_map &extents, stats &counters,
+                       uint64_t block_size, uint64_t line_count, memory mem)
+    : store_(store),
+      extents_(extents),
+      stats_(counters),
+      block_size_(block_size),
+      sector_size_(std::max<uint64_t>(4096, block_size / max_sectors)),
+      line_count_(line_count),
+      set_count_(line_count / ways),
+      locks_(new set_lock[set_count_]) {
+  adopt(mem);
+}
 
 page_cache::page_cache(block_store &store, extent_map &extents, stats &counters,
                        uint64_t block_size, uint64_t cache_bytes)
@@ -31,29 +60,45 @@ page_cache::page_cache(block_store &store, extent_map &extents, stats &counters,
       extents_(extents),
       stats_(counters),
       block_size_(block_size),
-      line_count_(std::max<uint64_t>(cache_bytes / block_size, ways) / ways * ways),
+      sector_size_(std::max<uint64_t>(4096, block_size / max_sectors)),
+      line_count_(line_count_for(block_size, cache_bytes)),
       set_count_(line_count_ / ways),
-      sets_(new cache_set[set_count_]) {
-  memory_ = static_cast<std::byte *>(store_.alloc_host(line_count_ * block_size_));
-  try {
-    zeros_ = static_cast<std::byte *>(store_.alloc_host(block_size_));
-  } catch (...) {
-    store_.free_host(memory_, line_count_ * block_size_);
-    throw;
-  }
+      locks_(new set_lock[set_count_]),
+      own_sets_(new set_state[set_count_]) {
+  own_lines_ = static_cast<std::byte *>(store_.alloc_host(line_count_ * block_size_));
+  adopt({own_sets_.get(), own_lines_, true});
+}
+
+void page_cache::adopt(memory mem) {
+  sets_ = mem.sets;
+  lines_ = mem.lines;
+  zeros_ = static_cast<std::byte *>(store_.alloc_host(block_size_));
   memset(zeros_, 0, block_size_);
-  for (uint64_t s = 0; s < set_count_; ++s)
-    for (unsigned w = 0; w < ways; ++w) {
-      line &l = sets_[s].lines[w];
-      l.block = no_block;
-      l.data = memory_ + (s * ways + w) * block_size_;
+  uint64_t dirty = 0;
+  for (uint64_t s = 0; s < set_count_; ++s) {
+    if (mem.fresh) {
+      sets_[s].clock = 0;
+      for (line_state &l : sets_[s].lines) l = line_state{no_block, 0, 0, 0};
     }
+    for (line_state &l : sets_[s].lines) {
+      // A predecessor may have died between two of an operation's updates;
+      // what it left must still satisfy the invariants.  A line of a block
+      // without data belongs to a write that was never acknowledged (its
+      // bit is set before the answer): the kernel sends that write again.
+      if (l.block != no_block && (l.block >= extents_.blocks() || !extents_.has_data(l.block)))
+        l.block = no_block;
+      if (l.block == no_block) l.valid = l.dirty = 0;
+      l.dirty &= l.valid;
+      if (l.dirty) ++dirty;
+    }
+  }
+  dirty_ = dirty;
 }
 
 page_cache::~page_cache() {
   stop_writeback();
   store_.free_host(zeros_, block_size_);
-  store_.free_host(memory_, line_count_ * block_size_);
+  if (own_lines_) store_.free_host(own_lines_, line_count_ * block_size_);
 }
 
 uint64_t page_cache::block_bytes(uint64_t block) const {
@@ -61,68 +106,43 @@ uint64_t page_cache::block_bytes(uint64_t block) const {
   return std::min(block_size_, store_.size() - start);
 }
 
-page_cache::line *page_cache::find(cache_set &set, uint64_t block) {
-  for (line &l : set.lines)
+uint64_t page_cache::full_mask(uint64_t block) const {
+  uint64_t sectors = (block_bytes(block) + sector_size_ - 1) / sector_size_;
+  return sectors >= 64 ? ~uint64_t(0) : (uint64_t(1) << sectors) - 1;
+}
+
+uint64_t page_cache::sector_mask(uint64_t in_block, uint64_t len) const {
+  uint64_t first = in_block / sector_size_;
+  uint64_t last = (in_block + len - 1) / sector_size_;
+  uint64_t upto = last >= 63 ? ~uint64_t(0) : (uint64_t(1) << (last + 1)) - 1;
+  return upto & (~uint64_t(0) << first);
+}
+
+std::byte *page_cache::data_of(const set_state &set, const line_state &l) const {
+  uint64_t index = uint64_t(&set - sets_) * ways + uint64_t(&l - set.lines);
+  return lines_ + index * block_size_;
+}
+
+page_cache::line_state *page_cache::find(set_state &set, uint64_t block) {
+  for (line_state &l : set.lines)
     if (l.block == block) return &l;
   return nullptr;
 }
 
-void page_cache::mark_dirty(line &l) {
-  if (l.dirty) return;
-  l.dirty = true;
+void page_cache::add_dirty(line_state &l, uint64_t mask) {
+  bool was_clean = !l.dirty;
+  l.dirty |= mask;
+  if (!was_clean) return;
   uint64_t dirty = dirty_.fetch_add(1, std::memory_order_relaxed) + 1;
-  if (dirty == line_count_ / 4) writeback_wake_.notify_one();
-}
-
-int page_cache::take_line(store_channel &ch, cache_set &set, line **out) {
-  // An empty line, else the least recently used clean one, else the least
-  // recently used dirty one, which must reach the store before reuse.
-  line *victim = nullptr;
-  for (line &l : set.lines) {
-    if (l.block == no_block) {
-      *out = &l;
-      return 0;
+  // Wake the write-back early, under its mutex, so that the wake-up cannot
+  // fall between its check and its sleep.
+  if (dirty >= line_count_ / 8) {
+    std::lock_guard lock(writeback_mutex_);
+    if (!writeback_wanted_) {
+      writeback_wanted_ = true;
+      writeback_wake_.notify_one();
     }
-    if (!victim || (victim->dirty && !l.dirty) ||
-        (victim->dirty == l.dirty && l.last_use < victim->last_use))
-      victim = &l;
   }
-  if (victim->dirty) {
-    cache_set *one = &set;
-    if (int err = write_back(ch, &one, 1)) return err;
-  }
-  victim->block = no_block;
-  *out = victim;
-  return 0;
-}
-
-int page_cache::write_back(store_channel &ch, cache_set *const *sets, size_t count) {
-  // Queue every dirty line of the locked sets, then wait once: the copies
-  // overlap, and their fixed cost is paid once per batch.
-  int err = 0;
-  size_t queued = 0;
-  for (size_t i = 0; i < count && !err; ++i)
-    for (line &l : sets[i]->lines) {
-      if (!l.dirty) continue;
-      err = store_.submit_write(ch, l.block * block_size_, l.data, block_bytes(l.block));
-      if (err) break;
-      ++queued;
-    }
-  if (!queued) return err;
-  err = finish_copies(ch, err);
-  if (err) {
-    log_err_limited("write-back of %zu cache lines failed: %s; they stay dirty", queued,
-                    strerror(-err));
-    return err;
-  }
-  for (size_t i = 0; i < count; ++i)
-    for (line &l : sets[i]->lines)
-      if (l.dirty) {
-        l.dirty = false;
-        dirty_.fetch_sub(1, std::memory_order_relaxed);
-      }
-  stats::add(stats_.flushes, queued);
-  return 0;
 }
 
 int page_cache::finish_copies(store_channel &ch, int submit_err) {
@@ -135,14 +155,94 @@ int page_cache::finish_copies(store_channel &ch, int submit_err) {
   return submit_err ? submit_err : err;
 }
 
+int page_cache::fetch(store_channel &ch, const set_state &set, line_state &l, uint64_t mask) {
+  std::byte *data = data_of(set, l);
+  uint64_t base = l.block * block_size_, limit = block_bytes(l.block);
+  int err = for_each_run(mask, [&](unsigned first, unsigned count) {
+    uint64_t from = first * sector_size_;
+    uint64_t len = std::min<uint64_t>(count * sector_size_, limit - from);
+    return store_.submit_read(ch, base + from, data + from, len);
+  });
+  err = finish_copies(ch, err);
+  if (!err) l.valid |= mask;
+  return err;
+}
+
+int page_cache::write_back(store_channel &ch, set_state &set) {
+  // Queue every dirty run of the set's lines, then wait once: the copies
+  // overlap, and their fixed cost is paid once per set.
+  int err = 0;
+  size_t queued = 0;
+  for (line_state &l : set.lines) {
+    if (!l.dirty || err) continue;
+    std::byte *data = data_of(set, l);
+    uint64_t base = l.block * block_size_, limit = block_bytes(l.block);
+    err = for_each_run(l.dirty, [&](unsigned first, unsigned count) {
+      uint64_t from = first * sector_size_;
+      uint64_t len = std::min<uint64_t>(count * sector_size_, limit - from);
+      ++queued;
+      return store_.submit_write(ch, base + from, data + from, len);
+    });
+  }
+  if (!queued) return err;
+  err = finish_copies(ch, err);
+  if (err) {
+    log_err_limited("write-back of %zu cache runs failed: %s; they stay dirty", queued,
+                    strerror(-err));
+    return err;
+  }
+  size_t lines = 0;
+  for (line_state &l : set.lines)
+    if (l.dirty) {
+      l.dirty = 0;
+      ++lines;
+    }
+  dirty_.fetch_sub(lines, std::memory_order_relaxed);
+  stats::add(stats_.flushes, lines);
+  return 0;
+}
+
+int page_cache::take_line(store_channel &ch, set_state &set, line_state **out) {
+  // An empty line, else the least recently used clean one, else the least
+  // recently used dirty one, which must reach the store before reuse.
+  line_state *victim = nullptr;
+  for (line_state &l : set.lines) {
+    if (l.block == no_block) {
+      *out = &l;
+      return 0;
+    }
+    bool dirty = l.dirty, victim_dirty = victim && victim->dirty;
+    if (!victim || (victim_dirty && !dirty) ||
+        (victim_dirty == dirty && l.last_use < victim->last_use))
+      victim = &l;
+  }
+  // Writing back the whole set costs one wait, like writing back the victim
+  // alone, and spares the next misses in this set.
+  if (victim->dirty)
+    if (int err = write_back(ch, set)) return err;
+  victim->block = no_block;
+  victim->valid = 0;
+  *out = victim;
+  return 0;
+}
+
 int page_cache::read_block(store_channel &ch, uint64_t block, size_t in_block, std::byte *dst,
                            size_t len) {
-  cache_set &set = set_of(block);
-  std::lock_guard lock(set.mutex);
-  if (line *l = find(set, block)) {
+  set_state &set = sets_[set_index(block)];
+  std::lock_guard lock(locks_[set_index(block)].mutex);
+  if (store_.failed()) return -EIO;
+  if (line_state *l = find(set, block)) {
+    uint64_t missing = sector_mask(in_block, len) & ~l->valid;
+    if (missing) {
+      // The line holds other sectors of the block (a write); the store has
+      // these, and they are clean by definition.
+      stats::add(stats_.cache_misses);
+      if (int err = fetch(ch, set, *l, missing)) return err;
+    } else {
+      stats::add(stats_.cache_hits);
+    }
     mark_used(set, *l);
-    memcpy(dst, l->data + in_block, len);
-    stats::add(stats_.cache_hits);
+    memcpy(dst, data_of(set, *l) + in_block, len);
     return 0;
   }
   if (!extents_.has_data(block)) {
@@ -150,67 +250,72 @@ int page_cache::read_block(store_channel &ch, uint64_t block, size_t in_block, s
     stats::add(stats_.cache_hits);
     return 0;
   }
+  // Straight from the store into the reply, just the bytes asked for: a
+  // swap-in costs one small copy and takes no line that a write needs.
   stats::add(stats_.cache_misses);
-  uint64_t offset = block * block_size_;
-  if (len == block_bytes(block)) {
-    // A whole block goes straight to the caller, without taking a line
-    // that a streaming read would only push out again.
-    return finish_copies(ch, store_.submit_read(ch, offset, dst, len));
-  }
-  line *l;
-  if (int err = take_line(ch, set, &l)) return err;
-  int err = finish_copies(ch, store_.submit_read(ch, offset, l->data, block_bytes(block)));
-  if (err) return err;  // the line stays empty
-  l->block = block;
-  mark_used(set, *l);
-  memcpy(dst, l->data + in_block, len);
-  return 0;
+  return finish_copies(ch, store_.submit_read(ch, block * block_size_ + in_block, dst, len));
 }
 
 int page_cache::write_block(store_channel &ch, uint64_t block, size_t in_block,
                             const std::byte *src, size_t len) {
-  cache_set &set = set_of(block);
-  std::lock_guard lock(set.mutex);
-  line *l = find(set, block);
+  set_state &set = sets_[set_index(block)];
+  std::lock_guard lock(locks_[set_index(block)].mutex);
+  if (store_.failed()) return -EIO;
+  bool has_data = extents_.has_data(block);
+  line_state *l = find(set, block);
   if (l) {
     stats::add(stats_.cache_hits);
   } else {
     stats::add(stats_.cache_misses);
     if (int err = take_line(ch, set, &l)) return err;
-    bool whole = len == block_bytes(block);
-    if (extents_.has_data(block)) {
-      if (!whole) {  // keep the rest of the block: read, then modify
-        int err = finish_copies(
-            ch, store_.submit_read(ch, block * block_size_, l->data, block_bytes(block)));
-        if (err) return err;
-      }
+    if (!has_data) {
+      // The rest of a new block reads as zeros, and its first write-back
+      // must say so to the store, which may hold anything there.
+      memset(data_of(set, *l), 0, block_bytes(block));
+      l->valid = full_mask(block);
+      l->block = block;
+      add_dirty(*l, l->valid);
     } else {
-      if (!whole) memset(l->data, 0, block_bytes(block));
-      if (store_.lazy()) {
-        // Back the chunk before acknowledging, so that running out of VRAM
-        // is this write's error and not a lost write-back later.
-        std::lock_guard lazy(lazy_mutex_);
-        if (int err = store_.ensure_backed(block * block_size_, block_bytes(block))) return err;
-        extents_.set(block);
-      } else {
-        extents_.set(block);
-      }
+      l->block = block;
     }
-    l->block = block;
   }
-  memcpy(l->data + in_block, src, len);
+  uint64_t mask = sector_mask(in_block, len);
+  // Sectors written in part keep the rest of their bytes: fetch them first.
+  uint64_t partial = 0;
+  if (in_block % sector_size_) partial |= sector_mask(in_block, 1);
+  if ((in_block + len) % sector_size_ && in_block + len < block_bytes(block))
+    partial |= sector_mask(in_block + len - 1, 1);
+  if (uint64_t need = partial & ~l->valid)
+    if (int err = fetch(ch, set, *l, need)) return err;
+  memcpy(data_of(set, *l) + in_block, src, len);
+  l->valid |= mask;
+  add_dirty(*l, mask);
   mark_used(set, *l);
-  mark_dirty(*l);
+  if (!has_data) {
+    if (store_.lazy()) {
+      // Back the chunk before acknowledging, so that running out of VRAM
+      // is this write's error and not a lost write-back later.
+      std::lock_guard lazy(lazy_mutex_);
+      if (int err = store_.ensure_backed(block * block_size_, block_bytes(block))) {
+        // Nothing of it may stay: the write is refused.
+        dirty_.fetch_sub(1, std::memory_order_relaxed);
+        *l = line_state{no_block, 0, 0, 0};
+        return err;
+      }
+      extents_.set(block);
+    } else {
+      extents_.set(block);
+    }
+  }
   return 0;
 }
 
 void page_cache::drop_block(uint64_t block) {
-  cache_set &set = set_of(block);
-  std::lock_guard lock(set.mutex);
-  if (line *l = find(set, block)) {
+  set_state &set = sets_[set_index(block)];
+  std::lock_guard lock(locks_[set_index(block)].mutex);
+  if (line_state *l = find(set, block)) {
     if (l->dirty) dirty_.fetch_sub(1, std::memory_order_relaxed);
-    l->dirty = false;
-    l->block = no_block;
+    *l = line_state{no_block, 0, 0, 0};
   }
   extents_.clear(block);
 }
@@ -288,15 +393,9 @@ int page_cache::preallocate(uint64_t offset, uint64_t len) {
 
 int page_cache::flush(store_channel &ch) {
   int result = 0;
-  for (uint64_t first = 0; first < set_count_; first += writeback_batch) {
-    size_t count = std::min<uint64_t>(writeback_batch, set_count_ - first);
-    cache_set *batch[writeback_batch];
-    std::unique_lock<std::mutex> locks[writeback_batch];
-    for (size_t i = 0; i < count; ++i) {
-      batch[i] = &sets_[first + i];
-      locks[i] = std::unique_lock(batch[i]->mutex);  // ascending: see the class comment
-    }
-    if (int err = write_back(ch, batch, count)) result = err;
+  for (uint64_t s = 0; s < set_count_; ++s) {
+    std::lock_guard lock(locks_[s].mutex);
+    if (int err = write_back(ch, sets_[s])) result = err;
   }
   return result;
 }
@@ -318,18 +417,30 @@ void page_cache::stop_writeback() {
 }
 
 void page_cache::writeback_loop() {
-  std::unique_lock lock(writeback_mutex_);
-  bool failed = false;
-  while (!writeback_stop_) {
-    // Sleep while the cache is mostly clean; keep going while writes keep
-    // more than a quarter of it dirty, unless the store is failing.
-    if (failed || dirty_lines() < line_count_ / 4)
-      writeback_wake_.wait_for(lock, std::chrono::seconds(1));
-    if (writeback_stop_) break;
+  bool failing = false;
+  for (;;) {
+    {
+      std::unique_lock lock(writeback_mutex_);
+      // Sleep until enough lines are dirty (add_dirty wakes us), once a
+      // second anyway, and a second after a failure, not in a tight loop.
+      auto wanted = [this] { return writeback_stop_ || writeback_wanted_; };
+      bool sleep = failing || !wanted();
+      if (before_writeback_sleep) before_writeback_sleep();
+      // The predicate looks again once asleep: a wake-up that came since
+      // is not lost (add_dirty sets the flag under this mutex).
+      if (sleep) writeback_wake_.wait_for(lock, std::chrono::seconds(1), wanted);
+      if (writeback_stop_) return;
+      writeback_wanted_ = false;
+    }
     if (!dirty_lines()) continue;
-    lock.unlock();
-    failed = flush(*writeback_channel_) != 0;  // logged; the lines stay dirty
-    lock.lock();
+    // One set at a time, skipping sets that requests hold now: they are
+    // cleaned on the next pass, or by a write that needs a line there.
+    failing = false;
+    for (uint64_t s = 0; s < set_count_ && !writeback_stop_; ++s) {
+      std::unique_lock lock(locks_[s].mutex, std::try_to_lock);
+      if (!lock) continue;
+      if (write_back(*writeback_channel_, sets_[s])) failing = true;  // logged; stays dirty
+    }
   }
 }
 

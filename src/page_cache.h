@@ -18,29 +18,71 @@ struct stats;
 
 // Layout and invariants
 //
-// The file is cut into blocks of block_size bytes; a cache line holds one
-// whole block.  Lines are grouped in sets of `ways` lines, and a block can
-// only live in set (block % sets): finding a block costs one short scan of
-// one set, and requests for blocks in different sets never contend.  Every
-// operation on a block happens with its set's mutex held, including the
-// store copies it waits for, so one block is never copied in two directions
-// at once.  A thread holds at most one set mutex, except the write-back,
-// which takes a run of sets in ascending order; so there is no lock cycle.
+// The file is cut into blocks of block_size bytes, and blocks into at most
+// 64 sectors (4K, or block_size / 64 for blocks over 256K).  A cache line
+// holds one block, but only the sectors its `valid` mask names; `dirty`
+// names the sectors newer than the store.  Lines are grouped in sets of
+// `ways` lines, and a block can only live in set (block % sets): finding a
+// block costs one short scan of one set, and requests for blocks in
+// different sets never contend.  Every operation on a block happens with
+// its set's mutex held, including the store copies it waits for, so one
+// block is never copied in two directions at once, and a discard never
+// frees memory that a copy is using.  A thread holds one set mutex at a
+// time, so there is no lock cycle; the write-back thread takes them with
+// try_lock, so it never makes a request wait behind it for long.
 //
-//  - A line that holds a block implies that the block's extent bit is set
-//    (the block holds data), and in lazy mode that its chunk is backed.
-//  - A dirty line is the only up-to-date copy of its block: it is written
-//    back before the line is reused, and a failed write-back keeps it dirty.
+//  - dirty is a subset of valid; a line's block implies the block's extent
+//    bit is set (it holds data) or is about to be, and in lazy mode that its
+//    chunk is backed.
+//  - Dirty sectors are the only up-to-date copy of their data: they are
+//    written back before the line is reused, and a failed write-back keeps
+//    them dirty.  Sectors that are valid but clean equal the store's.
+//  - A line of a block without data holds the whole block (zeros where
+//    nothing was written), all of it dirty, so that its first write-back
+//    replaces whatever the store held there.
 //  - A block whose extent bit is clear reads as zeros and is never copied.
 //
-// Writes are acknowledged once they are in a line.  A write-back thread
-// flushes dirty lines in ascending block order, many copies per wait, when
-// a quarter of the lines are dirty and once a second, so that a write
-// rarely has to wait for a line to be written back first.
+// A 4K swap-in that misses is one 4K copy from the store straight into the
+// reply, taking no line; a 4K swap-out is a copy into a line, acknowledged
+// at once.  A write-back thread copies dirty sectors to the store in the
+// background, a set at a time, so that writes rarely wait for a line.
+//
+// The sets' state (set_state) is plain data that may live in memory shared
+// with a successor process (a restarted server): nothing in it points into
+// this process, and every prefix of an operation's updates leaves it
+// consistent for the request that the kernel resends (docs/design.md).
 class page_cache {
  public:
   static constexpr unsigned ways = 8;
+  static constexpr uint64_t no_block = UINT64_MAX;
 
+  struct line_state {
+    uint64_t block;
+    uint64_t last_use;
+    uint64_t valid;  // sectors the line holds
+    uint64_t dirty;  // sectors newer than the store
+  };
+  struct set_state {
+    uint64_t clock;
+    line_state lines[ways];
+  };
+
+  // How many lines a cache of cache_bytes holds: whole sets, at least one.
+  static uint64_t line_count_for(uint64_t block_size, uint64_t cache_bytes);
+  // Where the cache keeps its state: set_count() set_states and
+  // line_count() * block_size bytes of line data (pinned for DMA where the
+  // store copies with DMA).  `fresh` memory is initialised; otherwise it is
+  // a predecessor's, taken over as it is.
+  struct memory {
+    set_state *sets;
+    std::byte *lines;
+    bool fresh;
+  };
+
+  page_cache(block_store &store, extent_map &extents, stats &counters, uint64_t block_size,
+             uint64_t line_count, memory mem);
+  // The same with memory of its own: the sets in the heap, the lines from
+  // the store's alloc_host().
   page_cache(block_store &store, extent_map &extents, stats &counters, uint64_t block_size,
              uint64_t cache_bytes);
   ~page_cache();
@@ -56,40 +98,43 @@ class page_cache {
   // fallocate(): in lazy mode, takes the memory of the range now and keeps
   // it until the blocks are discarded; the range still reads as zeros.
   int preallocate(uint64_t offset, uint64_t len);
-  // Writes back every line that was dirty when it was called.
+  // Writes back every sector that was dirty when it was called.
   int flush(store_channel &ch);
 
   uint64_t dirty_lines() const { return dirty_.load(std::memory_order_relaxed); }
   uint64_t line_count() const { return line_count_; }
+  uint64_t set_count() const { return set_count_; }
   uint64_t block_size() const { return block_size_; }
+  uint64_t sector_size() const { return sector_size_; }
 
   // The write-back thread, with a channel of its own.
   void start_writeback();
   void stop_writeback();
+  // For tests: called by the write-back thread with its mutex held, after
+  // it looked whether there is work and before it sleeps.
+  void (*before_writeback_sleep)() = nullptr;
 
  private:
-  struct line {
-    uint64_t block;
-    uint64_t last_use = 0;
-    bool dirty = false;
-    std::byte *data = nullptr;
-  };
-  struct alignas(64) cache_set {
+  struct alignas(64) set_lock {
     std::mutex mutex;
-    uint64_t clock = 0;
-    line lines[ways];
   };
 
+  // The constructors' common part: takes the memory over, or sets it up.
+  void adopt(memory mem);
   uint64_t block_bytes(uint64_t block) const;  // the last block may be short
-  cache_set &set_of(uint64_t block) { return sets_[block % set_count_]; }
-  line *find(cache_set &set, uint64_t block);
+  uint64_t full_mask(uint64_t block) const;    // every sector of the block
+  uint64_t sector_mask(uint64_t in_block, uint64_t len) const;
+  std::byte *data_of(const set_state &set, const line_state &l) const;
+  uint64_t set_index(uint64_t block) const { return block % set_count_; }
+  line_state *find(set_state &set, uint64_t block);
   // A line to load `block` into, written back first if it was dirty.
-  int take_line(store_channel &ch, cache_set &set, line **out);
-  int write_back(store_channel &ch, cache_set *const *sets, size_t count);
-  // Waits for the copies queued on ch; returns submit_err, else the wait's.
+  int take_line(store_channel &ch, set_state &set, line_state **out);
+  // Copies the `mask` sectors of l's block between the line and the store.
+  int fetch(store_channel &ch, const set_state &set, line_state &l, uint64_t mask);
+  int write_back(store_channel &ch, set_state &set);
+  void mark_used(set_state &set, line_state &l) { l.last_use = ++set.clock; }
+  void add_dirty(line_state &l, uint64_t mask);
   int finish_copies(store_channel &ch, int submit_err);
-  void mark_used(cache_set &set, line &l) { l.last_use = ++set.clock; }
-  void mark_dirty(line &l);
   int read_block(store_channel &ch, uint64_t block, size_t in_block, std::byte *dst, size_t len);
   int write_block(store_channel &ch, uint64_t block, size_t in_block, const std::byte *src,
                   size_t len);
@@ -100,11 +145,16 @@ class page_cache {
   extent_map &extents_;
   stats &stats_;
   const uint64_t block_size_;
+  const uint64_t sector_size_;
   const uint64_t line_count_;
   const uint64_t set_count_;
-  std::unique_ptr<cache_set[]> sets_;
-  std::byte *memory_ = nullptr;            // all lines, from store_.alloc_host()
-  std::byte *zeros_ = nullptr;             // one block of zeros for partial discards
+  set_state *sets_ = nullptr;
+  std::byte *lines_ = nullptr;
+  std::unique_ptr<set_lock[]> locks_;
+  // Memory allocated by the second constructor, freed with the cache.
+  std::unique_ptr<set_state[]> own_sets_;
+  std::byte *own_lines_ = nullptr;
+  std::byte *zeros_ = nullptr;  // one block of zeros for partial discards
   std::atomic<uint64_t> dirty_{0};
   // Lazy mode: orders backing a chunk and setting a block's bit against
   // checking a chunk empty and giving it back.
@@ -114,6 +164,7 @@ class page_cache {
   std::unique_ptr<store_channel> writeback_channel_;
   std::mutex writeback_mutex_;
   std::condition_variable writeback_wake_;
+  bool writeback_wanted_ = false;  // under writeback_mutex_
   bool writeback_stop_ = false;
 };
 

@@ -6,6 +6,7 @@
 #include "stats.h"
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <thread>
@@ -158,39 +159,110 @@ START_TEST(lazy_discard_gives_memory_back) {
 }
 END_TEST
 
-START_TEST(concurrent_readers_and_writers_on_one_line) {
-  // Writers each own a 64-byte record in one block and write it whole with
-  // one value repeated; readers must never see a record torn between two
-  // writes, and every writer must read back its last value.
-  fixture f(4, 8);
-  constexpr int writers = 4, readers = 4, rounds = 5000;
-  std::atomic<bool> bad{false};
+START_TEST(concurrent_readers_writers_and_evictions) {
+  // 64 blocks through one set of 8 lines, with the write-back thread and a
+  // discarder running beside: lines are evicted, fetched and written back
+  // all the time.  Writers each own a 64-byte record in every block and
+  // write it whole with one value repeated; readers must never see a record
+  // torn between two writes (or half zeroed by a discard), and every writer
+  // must read back its last value or, after a discard, zeros.
+  fixture f(64, 8);
+  f.cache.start_writeback();
+  constexpr int writers = 4, readers = 3, rounds = 4000;
+  std::atomic<bool> bad{false}, stop{false};
   std::vector<std::thread> threads;
   for (int w = 0; w < writers; ++w)
     threads.emplace_back([&, w] {
       auto ch = f.store.open_channel();
       uint64_t rec[8];
       for (uint64_t r = 1; r <= rounds; ++r) {
+        uint64_t at = (r * 7 + uint64_t(w) * 13) % 64 * block + uint64_t(w) * 64;
         for (auto &x : rec) x = r * 100 + uint64_t(w);
-        if (f.cache.write(*ch, uint64_t(w) * 64, rec, sizeof rec)) bad = true;
-        uint64_t back[8];
-        if (f.cache.read(*ch, uint64_t(w) * 64, back, sizeof back) || memcmp(back, rec, sizeof rec))
+        if (f.cache.write(*ch, at, rec, sizeof rec)) bad = true;
+        // Its own record, or zeros where the discarder got there first.
+        uint64_t back[8], zeros[8] = {};
+        if (f.cache.read(*ch, at, back, sizeof back) ||
+            (memcmp(back, rec, sizeof rec) && memcmp(back, zeros, sizeof zeros)))
           bad = true;
       }
     });
   for (int r = 0; r < readers; ++r)
-    threads.emplace_back([&] {
+    threads.emplace_back([&, r] {
       auto ch = f.store.open_channel();
       for (int i = 0; i < rounds; ++i) {
         uint64_t all[writers * 8];
-        if (f.cache.read(*ch, 0, all, sizeof all)) bad = true;
+        uint64_t at = uint64_t(i * 11 + r) % 64 * block;
+        if (f.cache.read(*ch, at, all, sizeof all)) bad = true;
         for (int w = 0; w < writers; ++w)
           for (int k = 1; k < 8; ++k)
             if (all[w * 8 + k] != all[w * 8]) bad = true;
       }
     });
-  for (auto &t : threads) t.join();
+  threads.emplace_back([&] {
+    // Discards whole blocks far from the writers' records' sectors: a
+    // record then reads as all zeros, which is not torn.
+    auto ch = f.store.open_channel();
+    for (int i = 0; !stop; ++i)
+      if (f.cache.discard(*ch, uint64_t(i * 5) % 64 * block, block)) bad = true;
+  });
+  for (size_t t = 0; t + 1 < threads.size(); ++t) threads[t].join();
+  stop = true;
+  threads.back().join();
+  f.cache.stop_writeback();
   ck_assert(!bad);
+  ck_assert_uint_gt(f.counters.flushes.load(), 100);    // evictions wrote back
+  ck_assert_uint_gt(f.counters.cache_misses.load(), 100);  // and fetched
+}
+END_TEST
+
+START_TEST(a_small_write_to_a_stored_block_copies_nothing) {
+  // A 4K swap-out into a block that the store holds: the line takes just
+  // that sector, with no read-modify-write of the block; a 4K swap-in that
+  // misses copies once, straight into the reply.
+  fixture f(64);
+  auto data = pattern(block, 4);
+  ck_assert_int_eq(f.cache.write(*f.ch, 0, data.data(), block), 0);
+  for (uint64_t b = 1; b <= 8; ++b)  // push block 0 out of the one set
+    ck_assert_int_eq(f.cache.write(*f.ch, b * block, data.data(), block), 0);
+  ck_assert_int_eq(f.cache.flush(*f.ch), 0);
+  uint64_t waits = f.counters.copy_waits.load();
+  auto page = pattern(4096, 9);
+  ck_assert_int_eq(f.cache.write(*f.ch, 0, page.data(), 4096), 0);
+  ck_assert_uint_eq(f.counters.copy_waits.load(), waits);
+  ck_assert(f.read(0, 4096) == page);  // the line's sector
+  ck_assert_uint_eq(f.counters.copy_waits.load(), waits);
+  ck_assert(f.read(block, 100) == std::vector<uint8_t>(data.begin(), data.begin() + 100));
+  ck_assert_uint_eq(f.counters.copy_waits.load(), waits + 1);  // one copy, 100 bytes
+}
+END_TEST
+
+START_TEST(a_line_fetches_the_sectors_it_lacks) {
+  constexpr uint64_t big = 64 * 1024;  // 16 sectors of 4K
+  host_store store(64 * big, false);
+  extent_map extents(64);
+  stats counters;
+  page_cache cache(store, extents, counters, big, 8 * big);
+  auto ch = store.open_channel();
+  ck_assert_uint_eq(cache.sector_size(), 4096);
+  auto whole = pattern(big, 3);
+  ck_assert_int_eq(cache.write(*ch, 0, whole.data(), big), 0);
+  ck_assert_int_eq(cache.flush(*ch), 0);
+  for (uint64_t b = 1; b <= 8; ++b) ck_assert_int_eq(cache.write(*ch, b * big, whole.data(), big), 0);
+  // Block 0 is in the store only.  A 4K write takes sector 5 into a line;
+  // an unaligned one needs the rest of sectors 7 and 8 first.
+  auto page = pattern(4096, 8);
+  ck_assert_int_eq(cache.write(*ch, 5 * 4096, page.data(), 4096), 0);
+  memcpy(&whole[5 * 4096], page.data(), 4096);
+  const char patch[] = "across a sector edge";
+  ck_assert_int_eq(cache.write(*ch, 8 * 4096 - 7, patch, sizeof patch), 0);
+  memcpy(&whole[8 * 4096 - 7], patch, sizeof patch);
+  std::vector<uint8_t> got(big);
+  ck_assert_int_eq(cache.read(*ch, 0, got.data(), big), 0);
+  ck_assert(got == whole);
+  ck_assert_int_eq(cache.flush(*ch), 0);
+  std::vector<uint8_t> stored(big);
+  ck_assert_int_eq(store.submit_read(*ch, 0, stored.data(), big), 0);
+  ck_assert(stored == whole);
 }
 END_TEST
 
@@ -246,17 +318,89 @@ START_TEST(failed_write_back_keeps_the_data) {
 END_TEST
 
 START_TEST(failed_fetch_is_an_error_not_zeros) {
+  // A 4K swap-in that misses, and a line that lacks the sectors asked for:
+  // a failed copy must be an error, never zeros or stale bytes.
   fixture f(64);
   auto data = pattern(block, 2);
   ck_assert_int_eq(f.cache.write(*f.ch, 0, data.data(), block), 0);
-  ck_assert_int_eq(f.cache.flush(*f.ch), 0);
   for (uint64_t b = 1; b <= 8; ++b)  // push block 0 out of the one set
     ck_assert_int_eq(f.cache.write(*f.ch, b * block, data.data(), block), 0);
+  ck_assert_int_eq(f.cache.flush(*f.ch), 0);
   ck_assert(!fault_injection::configure("copy:1"));
   std::vector<uint8_t> got(100);
   ck_assert_int_eq(f.cache.read(*f.ch, 10, got.data(), got.size()), -EIO);
   ck_assert(!fault_injection::configure(""));
   ck_assert(f.read(0, block) == data);
+
+  constexpr uint64_t big = 64 * 1024;
+  host_store store(16 * big, false);
+  extent_map extents(16);
+  stats counters;
+  page_cache cache(store, extents, counters, big, 8 * big);
+  auto ch = store.open_channel();
+  auto whole = pattern(big, 5);
+  ck_assert_int_eq(cache.write(*ch, 0, whole.data(), big), 0);
+  ck_assert_int_eq(cache.flush(*ch), 0);
+  for (uint64_t b = 1; b <= 8; ++b) ck_assert_int_eq(cache.write(*ch, b * big, whole.data(), big), 0);
+  ck_assert_int_eq(cache.write(*ch, 4096, whole.data(), 4096), 0);  // the line holds sector 1
+  ck_assert(!fault_injection::configure("copy:1"));
+  ck_assert_int_eq(cache.read(*ch, 0, got.data(), got.size()), -EIO);  // sector 0 must come from the store
+  ck_assert(!fault_injection::configure(""));
+}
+END_TEST
+
+START_TEST(a_stalled_store_fails_instead_of_hanging) {
+  fixture f(16);
+  f.store.set_copy_timeout(std::chrono::milliseconds(300));
+  auto data = pattern(block, 2);
+  ck_assert_int_eq(f.cache.write(*f.ch, 0, data.data(), block), 0);
+  ck_assert(!fault_injection::configure("stall:1"));
+  auto start = std::chrono::steady_clock::now();
+  ck_assert_int_eq(f.cache.flush(*f.ch), -EIO);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ck_assert(seconds >= 0.3 && seconds < 5);
+  ck_assert(f.store.failed());
+  std::vector<uint8_t> got(block);
+  ck_assert_int_eq(f.cache.read(*f.ch, 0, got.data(), block), -EIO);  // at once, from now on
+  ck_assert_int_eq(f.cache.write(*f.ch, 0, data.data(), block), -EIO);
+  ck_assert(!fault_injection::configure(""));
+}
+END_TEST
+
+START_TEST(writeback_wakes_up_between_its_check_and_its_sleep) {
+  // A writer crosses the wake-up threshold exactly while the write-back
+  // thread has decided to sleep but is not asleep yet: the hook starts it
+  // and gives it 100 ms, under the thread's mutex.  A wake-up that does not
+  // take that mutex is lost there, and the thread sleeps a whole second.
+  static std::atomic<int> hook_calls{0};
+  static std::atomic<bool> wrote{false};
+  static fixture *current;
+  static std::chrono::steady_clock::time_point start;
+  static std::thread writer;
+  fixture f(64, 64);
+  current = &f;
+  f.cache.before_writeback_sleep = [] {
+    if (hook_calls++ != 1) return;  // the second pass: the thread is idle
+    start = std::chrono::steady_clock::now();
+    writer = std::thread([] {
+      auto ch = current->store.open_channel();
+      auto data = pattern(block, 1);
+      for (uint64_t b = 0; b < 16; ++b)  // a quarter of the lines
+        current->cache.write(*ch, b * block, data.data(), block);
+      wrote = true;
+    });
+    for (int i = 0; i < 100 && !wrote; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  };
+  f.cache.start_writeback();
+  while (!wrote) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  writer.join();
+  for (int i = 0; i < 800 && f.cache.dirty_lines(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  f.cache.stop_writeback();
+  ck_assert_msg(f.cache.dirty_lines() == 0 && seconds < 0.8,
+                "%llu lines still dirty after %.2f s", (unsigned long long)f.cache.dirty_lines(),
+                seconds);
 }
 END_TEST
 
@@ -284,10 +428,14 @@ Suite *make_suite() {
   tcase_add_test(tc, requests_spanning_blocks);
   tcase_add_test(tc, discard_makes_holes);
   tcase_add_test(tc, lazy_discard_gives_memory_back);
-  tcase_add_test(tc, concurrent_readers_and_writers_on_one_line);
+  tcase_add_test(tc, concurrent_readers_writers_and_evictions);
+  tcase_add_test(tc, a_small_write_to_a_stored_block_copies_nothing);
+  tcase_add_test(tc, a_line_fetches_the_sectors_it_lacks);
   tcase_add_test(tc, discard_racing_writes_in_lazy_mode);
   tcase_add_test(tc, failed_write_back_keeps_the_data);
   tcase_add_test(tc, failed_fetch_is_an_error_not_zeros);
+  tcase_add_test(tc, a_stalled_store_fails_instead_of_hanging);
+  tcase_add_test(tc, writeback_wakes_up_between_its_check_and_its_sleep);
   tcase_add_test(tc, writeback_thread_cleans_the_cache);
   suite_add_tcase(s, tc);
   return s;
