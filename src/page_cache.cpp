@@ -169,6 +169,13 @@ int page_cache::fetch(store_channel &ch, const set_state &set, line_state &l, ui
 }
 
 int page_cache::write_back(store_channel &ch, set_state &set) {
+  if (!std::any_of(std::begin(set.lines), std::end(set.lines),
+                   [](const line_state &l) { return l.dirty != 0; }))
+    return 0;
+  // Reads that copy from the store without the lock started before this
+  // thread took it; no new one can start now.  They take microseconds.
+  const std::atomic<uint32_t> &readers = locks_[uint64_t(&set - sets_)].unlocked_readers;
+  while (readers.load(std::memory_order_acquire)) std::this_thread::yield();
   // Queue every dirty run of the set's lines, then wait once: the copies
   // overlap, and their fixed cost is paid once per set.
   int err = 0;
@@ -229,7 +236,7 @@ int page_cache::take_line(store_channel &ch, set_state &set, line_state **out) {
 int page_cache::read_block(store_channel &ch, uint64_t block, size_t in_block, std::byte *dst,
                            size_t len) {
   set_state &set = sets_[set_index(block)];
-  std::lock_guard lock(locks_[set_index(block)].mutex);
+  std::unique_lock lock(locks_[set_index(block)].mutex);
   if (store_.failed()) return -EIO;
   if (line_state *l = find(set, block)) {
     uint64_t missing = sector_mask(in_block, len) & ~l->valid;
@@ -252,8 +259,20 @@ int page_cache::read_block(store_channel &ch, uint64_t block, size_t in_block, s
   }
   // Straight from the store into the reply, just the bytes asked for: a
   // swap-in costs one small copy and takes no line that a write needs.
+  // Reserved memory is never given back, so the copy needs no lock and
+  // other requests of the set do not wait for it; the set's write-backs,
+  // the only writers of its blocks in the store, wait for it instead, so
+  // that it never reads a sector half written.  In lazy mode a discard
+  // could give the chunk back under the copy: the lock stays.
   stats::add(stats_.cache_misses);
-  return finish_copies(ch, store_.submit_read(ch, block * block_size_ + in_block, dst, len));
+  uint64_t at = block * block_size_ + in_block;
+  if (store_.lazy()) return finish_copies(ch, store_.submit_read(ch, at, dst, len));
+  std::atomic<uint32_t> &readers = locks_[set_index(block)].unlocked_readers;
+  readers.fetch_add(1, std::memory_order_acquire);
+  lock.unlock();
+  int err = finish_copies(ch, store_.submit_read(ch, at, dst, len));
+  readers.fetch_sub(1, std::memory_order_release);
+  return err;
 }
 
 int page_cache::write_block(store_channel &ch, uint64_t block, size_t in_block,

@@ -27,7 +27,10 @@ struct stats;
 // different sets never contend.  Every operation on a block happens with
 // its set's mutex held, including the store copies it waits for, so one
 // block is never copied in two directions at once, and a discard never
-// frees memory that a copy is using.  A thread holds one set mutex at a
+// frees memory that a copy is using.  The one exception: in reserved mode,
+// where memory is never given back, a read miss that takes no line copies
+// from the store after dropping the lock, and the set's write-backs wait
+// for such reads to end before they write to the store.  A thread holds one set mutex at a
 // time, so there is no lock cycle; the write-back thread takes them with
 // try_lock, so it never makes a request wait behind it for long.
 //
@@ -117,6 +120,8 @@ class page_cache {
  private:
   struct alignas(64) set_lock {
     std::mutex mutex;
+    // Read misses copying from the store without the mutex (reserved mode).
+    std::atomic<uint32_t> unlocked_readers{0};
   };
 
   // The constructors' common part: takes the memory over, or sets it up.
