@@ -9,13 +9,48 @@
 #include "cuda_store.h"
 #endif
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <new>
 
 namespace vramfs {
 namespace {
 
-std::unique_ptr<block_store> create_host_store(const options &opts, std::string *error) {
+// backend=host with -o failover: the data in a memfd that the keeper maps
+// too, so that it stays resident and locked while no server runs.
+std::unique_ptr<block_store> create_kept_host_store(const options &opts, uint64_t size,
+                                                    const store_keeping &keeping,
+                                                    std::string *error) {
+  if (keeping.takeover) return std::make_unique<host_store>(keeping.size, keeping.host_data);
+  uint64_t bytes = (size + host_store::chunk_bytes - 1) / host_store::chunk_bytes *
+                   host_store::chunk_bytes;
+  int fd = memfd_create("vramfs-data", MFD_CLOEXEC);
+  void *p = MAP_FAILED;
+  if (fd >= 0 && ftruncate(fd, off_t(bytes)) == 0)
+    p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+  int err = errno;
+  if (p != MAP_FAILED && keeping.keep_host_data(fd) != 0) {
+    munmap(p, bytes);
+    p = MAP_FAILED;
+    err = EPIPE;
+  }
+  if (fd >= 0) close(fd);
+  if (p == MAP_FAILED) {
+    *error = "cannot allocate " + format_size(size) + " of shared RAM for backend=host: " +
+             strerror(err);
+    return nullptr;
+  }
+  (void)opts;
+  return std::make_unique<host_store>(size, static_cast<std::byte *>(p));
+}
+
+std::unique_ptr<block_store> create_host_store(const options &opts, std::string *error,
+                                               const store_keeping *keeping) {
+  if (keeping && keeping->takeover) return create_kept_host_store(opts, 0, *keeping, error);
   if (!opts.size) {
     *error = "backend=host needs a size (for example -o size=4G)";
     return nullptr;
@@ -37,6 +72,7 @@ std::unique_ptr<block_store> create_host_store(const options &opts, std::string 
     return nullptr;
   }
   try {
+    if (keeping) return create_kept_host_store(opts, size, *keeping, error);
     return std::make_unique<host_store>(size, opts.lazy);
   } catch (const std::bad_alloc &) {
     *error = "cannot allocate " + format_size(size) + " of RAM for backend=host";
@@ -46,13 +82,14 @@ std::unique_ptr<block_store> create_host_store(const options &opts, std::string 
 
 }  // namespace
 
-std::unique_ptr<block_store> create_store(const options &opts, std::string *error) {
+std::unique_ptr<block_store> create_store(const options &opts, std::string *error,
+                                          const store_keeping *keeping) {
   std::unique_ptr<block_store> store;
   if (opts.backend == backend_kind::host) {
-    store = create_host_store(opts, error);
+    store = create_host_store(opts, error, keeping);
   } else {
 #ifdef HAVE_CUDA
-    store = create_cuda_store(opts, error);
+    store = create_cuda_store(opts, error, keeping);
 #else
     *error = "this vramfs was built without CUDA; -o backend=host serves from RAM";
 #endif

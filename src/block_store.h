@@ -5,9 +5,12 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace vramfs {
 
@@ -71,6 +74,11 @@ class block_store {
   // nullptr; throws std::bad_alloc.
   virtual void *alloc_host(size_t bytes) = 0;
   virtual void free_host(void *ptr, size_t bytes) = 0;
+  // Pins memory that did not come from alloc_host (the cache's lines in
+  // memory shared with the keeper) for DMA; a no-op where the backend
+  // copies with the CPU.  0 or a negative errno.
+  virtual int pin_host(void *ptr, size_t bytes) = 0;
+  virtual void unpin_host(void *ptr) = 0;
 
  protected:
   block_store(uint64_t size, bool lazy) : size_(size), lazy_(lazy) {}
@@ -81,9 +89,28 @@ class block_store {
   std::chrono::milliseconds copy_timeout_{std::chrono::seconds(30)};
 };
 
+// With -o failover: the store's memory must outlive this process, so the
+// store hands it to the keeper as it takes it, or takes over what the
+// keeper holds.
+struct store_keeping {
+  // A takeover: the store exists already, in the keeper's hands.
+  bool takeover = false;
+  uint64_t size = 0;  // on a takeover, the size the first server chose
+  // cuda: chunks of VRAM as shareable descriptors (cuda_vmm::sharing).
+  uint64_t vram_chunk_bytes = 0;
+  std::function<int(uint64_t index, int fd)> keep_vram_chunk;
+  std::function<void(uint64_t index)> drop_vram_chunk;
+  std::vector<std::pair<uint64_t, int>> vram_chunks;  // takeover: index, descriptor
+  // host: the data in a memfd, handed to the keeper; on a takeover, the
+  // keeper's mapping of it.
+  std::function<int(int fd)> keep_host_data;
+  std::byte *host_data = nullptr;
+};
+
 // Creates the store the options ask for, resolving size= against the
 // backend's capacity.  On failure returns nullptr with a message for the user
 // in *error.
-std::unique_ptr<block_store> create_store(const options &opts, std::string *error);
+std::unique_ptr<block_store> create_store(const options &opts, std::string *error,
+                                          const store_keeping *keeping = nullptr);
 
 }  // namespace vramfs

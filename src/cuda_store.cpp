@@ -94,8 +94,9 @@ class cuda_store final : public block_store {
       : block_store(size, lazy), device_(device), description_(std::move(description)) {}
   ~cuda_store() override;
 
-  // Takes the memory: all of it, or in lazy mode the address range only.
-  std::optional<std::string> allocate();
+  // Takes the memory: all of it, or in lazy mode the address range only;
+  // with keeping (-o failover), in chunks the keeper holds.
+  std::optional<std::string> allocate(const store_keeping *keeping);
 
   const char *backend() const override { return "cuda"; }
   std::string device() const override { return description_; }
@@ -113,12 +114,15 @@ class cuda_store final : public block_store {
   void release(uint64_t offset, uint64_t len) override;
   void *alloc_host(size_t bytes) override;
   void free_host(void *ptr, size_t bytes) override;
+  int pin_host(void *ptr, size_t bytes) override;
+  void unpin_host(void *ptr) override;
 
  private:
   // What chunk_size() reports in reserved mode, where nothing is chunked:
   // the reservation is rounded up to it, as lazy mode's would be.
   static constexpr uint64_t reserved_chunk = 2 * MiB;
 
+  std::optional<std::string> allocate_kept(const store_keeping &keeping);
   int bind_thread();
   // 0, or the errno for a failed CUDA call: logged, and a sticky error
   // puts the store into the failed state.  Allocates nothing.  An injected
@@ -174,8 +178,9 @@ int cuda_store::fail_stalled(std::chrono::nanoseconds waited) {
   return -EIO;
 }
 
-std::optional<std::string> cuda_store::allocate() {
+std::optional<std::string> cuda_store::allocate(const store_keeping *keeping) {
   if (bind_thread()) return "cannot select GPU " + description_;
+  if (keeping) return allocate_kept(*keeping);
   if (lazy()) {
     std::string error;
     vmm_ = cuda_vmm::create(device_, size(), &error);
@@ -194,6 +199,28 @@ std::optional<std::string> cuda_store::allocate() {
            cudaGetErrorString(err);
   }
   reserved_ = static_cast<char *>(p);
+  return std::nullopt;
+}
+
+std::optional<std::string> cuda_store::allocate_kept(const store_keeping &keeping) {
+  // VMM chunks that the keeper holds as descriptors, in both modes: a
+  // cudaMalloc'd range cannot be shared, and would die with this process.
+  std::string error;
+  vmm_ = cuda_vmm::create(device_, size(), &error,
+                          {keeping.vram_chunk_bytes, keeping.keep_vram_chunk,
+                           keeping.drop_vram_chunk});
+  if (!vmm_) return error + " on GPU " + description_;
+  if (keeping.takeover) {
+    for (auto [index, fd] : keeping.vram_chunks)
+      if (CUresult res = vmm_->import_chunk(index, fd); res != CUDA_SUCCESS)
+        return "cannot take over VRAM chunk " + std::to_string(index) + " on GPU " +
+               description_ + " (CUDA error " + std::to_string(int(res)) + ")";
+    return std::nullopt;
+  }
+  if (lazy()) return std::nullopt;
+  if (CUresult res = vmm_->map(0, size()); res != CUDA_SUCCESS)
+    return "cannot allocate " + format_size(size()) + " of shareable VRAM on GPU " +
+           description_ + " (CUDA error " + std::to_string(int(res)) + ")";
   return std::nullopt;
 }
 
@@ -328,18 +355,21 @@ void *cuda_store::alloc_host(size_t bytes) {
   return p;
 }
 
+int cuda_store::pin_host(void *ptr, size_t bytes) {
+  if (int err = bind_thread()) return err;
+  return check(cudaHostRegister(ptr, bytes, cudaHostRegisterPortable), "pinning shared memory");
+}
+
+void cuda_store::unpin_host(void *ptr) {
+  if (ptr && !device_lost_) check(cudaHostUnregister(ptr), "unpinning shared memory");
+}
+
 void cuda_store::free_host(void *ptr, size_t) {
   if (ptr && !device_lost_) check(cudaFreeHost(ptr), "freeing pinned host memory");
 }
 
 std::string uuid_text(const cudaUUID_t &uuid) {
-  const auto *b = reinterpret_cast<const unsigned char *>(uuid.bytes);
-  char text[64];
-  snprintf(text, sizeof text,
-           "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-           b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-           b[15]);
-  return text;
+  return gpu_uuid_text(reinterpret_cast<const unsigned char *>(uuid.bytes));
 }
 
 std::string bus_id(int device) {
@@ -403,7 +433,17 @@ std::string no_device(const std::string &reason) {
 
 }  // namespace
 
-std::unique_ptr<block_store> create_cuda_store(const options &opts, std::string *error) {
+std::string gpu_uuid_text(const unsigned char b[16]) {
+  char text[64];
+  snprintf(text, sizeof text,
+           "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+           b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+           b[15]);
+  return text;
+}
+
+std::unique_ptr<block_store> create_cuda_store(const options &opts, std::string *error,
+                                              const store_keeping *keeping) {
   // device=N counts GPUs as nvidia-smi does (by PCI bus), not fastest
   // first, the runtime's default.  Set before CUDA starts, before any
   // worker thread exists; a user's own setting is kept.
@@ -432,7 +472,9 @@ std::unique_ptr<block_store> create_cuda_store(const options &opts, std::string 
   std::string gpu = "GPU " + std::to_string(device) + " (" + prop.name + ")";
 
   uint64_t size;
-  if (!opts.size) {
+  if (keeping && keeping->takeover) {
+    size = keeping->size;  // what the first server chose; its VRAM is taken
+  } else if (!opts.size) {
     uint64_t reserve = opts.reserve.resolve(total_bytes);
     if (free_bytes < reserve + opts.block) {
       *error = gpu + " has " + format_size(free_bytes / MiB * MiB) +
@@ -452,14 +494,14 @@ std::unique_ptr<block_store> create_cuda_store(const options &opts, std::string 
   // A lazy mount takes VRAM as it is written: it may be larger than what is
   // free now, never than the card.
   uint64_t limit = opts.lazy ? total_bytes : free_bytes;
-  if (size > limit) {
+  if (size > limit && !(keeping && keeping->takeover)) {
     *error = "size=" + format_size(size) + " is larger than the " +
              format_size(limit / MiB * MiB) + " of " + (opts.lazy ? "" : "free ") + "VRAM on " +
              gpu;
     return nullptr;
   }
   auto store = std::make_unique<cuda_store>(size, opts.lazy, device, description);
-  if (auto e = store->allocate()) {
+  if (auto e = store->allocate(keeping)) {
     *error = *e;
     return nullptr;
   }

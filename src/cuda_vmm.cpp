@@ -5,16 +5,21 @@
 
 #include <cuda_runtime.h>
 
+#include <unistd.h>
+
 #include <type_traits>
 
 namespace vramfs {
 namespace {
 
-CUmemAllocationProp chunk_properties(int device) {
+CUmemAllocationProp chunk_properties(int device, bool shareable) {
   CUmemAllocationProp prop{};
   prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
   prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
   prop.location.id = device;
+  // A POSIX descriptor pins the physical memory while it exists, in any
+  // process: the keeper holds one per chunk.
+  if (shareable) prop.requestedHandleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
   return prop;
 }
 
@@ -36,7 +41,9 @@ bool cuda_driver_api::load() {
          get("cuMemAddressReserve", &address_reserve) &&
          get("cuMemAddressFree", &address_free) && get("cuMemMap", &map) &&
          get("cuMemUnmap", &unmap) && get("cuMemSetAccess", &set_access) &&
-         get("cuMemGetAllocationGranularity", &granularity);
+         get("cuMemGetAllocationGranularity", &granularity) &&
+         get("cuMemExportToShareableHandle", &export_handle) &&
+         get("cuMemImportFromShareableHandle", &import_handle);
 }
 
 cuda_vmm::cuda_vmm(int device, uint64_t granularity, uint64_t bytes)
@@ -46,7 +53,8 @@ cuda_vmm::cuda_vmm(int device, uint64_t granularity, uint64_t bytes)
       chunks_(std::make_unique<std::atomic<CUmemGenericAllocationHandle>[]>(bytes / granularity)) {
 }
 
-std::unique_ptr<cuda_vmm> cuda_vmm::create(int device, uint64_t bytes, std::string *error) {
+std::unique_ptr<cuda_vmm> cuda_vmm::create(int device, uint64_t bytes, std::string *error,
+                                           vmm_sharing share) {
   cuda_driver_api driver;
   if (!driver.load()) {
     *error = "the CUDA driver lacks virtual memory management, which -o lazy needs";
@@ -54,7 +62,7 @@ std::unique_ptr<cuda_vmm> cuda_vmm::create(int device, uint64_t bytes, std::stri
   }
   // The smallest unit the driver maps (2 MiB on current GPUs): memory is
   // taken and given back in the finest steps the device allows.
-  CUmemAllocationProp prop = chunk_properties(device);
+  CUmemAllocationProp prop = chunk_properties(device, share.enabled());
   size_t granularity = 0;
   CUresult res = driver.granularity(&granularity, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM);
   if (res != CUDA_SUCCESS || !granularity) {
@@ -62,9 +70,12 @@ std::unique_ptr<cuda_vmm> cuda_vmm::create(int device, uint64_t bytes, std::stri
              std::to_string(int(res)) + ")";
     return nullptr;
   }
+  // Shared chunks are larger: each is a descriptor in the keeper.
+  if (share.chunk_bytes) granularity = (share.chunk_bytes + granularity - 1) / granularity * granularity;
   uint64_t reserved = (bytes + granularity - 1) / granularity * granularity;
   std::unique_ptr<cuda_vmm> vmm(new cuda_vmm(device, granularity, reserved));
   vmm->driver_ = driver;
+  vmm->share_ = std::move(share);
   // Address space only: no memory is taken until map().
   res = driver.address_reserve(&vmm->base_, reserved, 0, 0, 0);
   if (res != CUDA_SUCCESS) {
@@ -77,6 +88,10 @@ std::unique_ptr<cuda_vmm> cuda_vmm::create(int device, uint64_t bytes, std::stri
 
 cuda_vmm::~cuda_vmm() {
   if (abandoned_ || !base_) return;
+  // Going away is not giving back: the keeper's descriptors stay theirs
+  // until the keeper itself ends (a server that fails to take over must
+  // not free what the next one needs).
+  share_.drop = nullptr;
   for (uint64_t c = 0; c < bytes_ / granularity_; ++c)
     if (chunk_mapped(c)) unmap_chunk(c);
   driver_.address_free(base_, bytes_);
@@ -107,16 +122,46 @@ CUresult cuda_vmm::unmap(uint64_t offset, uint64_t len) {
 }
 
 CUresult cuda_vmm::map_chunk(uint64_t index) {
-  CUmemAllocationProp prop = chunk_properties(device_);
+  CUmemAllocationProp prop = chunk_properties(device_, share_.enabled());
   CUmemGenericAllocationHandle handle = 0;
   if (fault_injection::alloc_fails()) return CUDA_ERROR_OUT_OF_MEMORY;
   CUresult res = driver_.mem_create(&handle, granularity_, &prop, 0);
   if (res != CUDA_SUCCESS) return res;
+  if (share_.enabled()) {
+    // The keeper gets the chunk before anything is written to it: if this
+    // process dies after acknowledging a write there, the data survives.
+    int fd = -1;
+    res = driver_.export_handle(&fd, handle, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0);
+    if (res == CUDA_SUCCESS) {
+      int err = share_.keep(index, fd);
+      close(fd);
+      if (err) res = CUDA_ERROR_OPERATING_SYSTEM;
+    }
+    if (res != CUDA_SUCCESS) {
+      driver_.mem_release(handle);
+      return res;
+    }
+  }
+  return map_handle(index, handle);
+}
+
+CUresult cuda_vmm::import_chunk(uint64_t index, int fd) {
+  std::lock_guard lock(mutex_);
+  if (chunk_mapped(index)) return CUDA_SUCCESS;
+  CUmemGenericAllocationHandle handle = 0;
+  CUresult res = driver_.import_handle(&handle, reinterpret_cast<void *>(intptr_t(fd)),
+                                       CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR);
+  if (res != CUDA_SUCCESS) return res;
+  return map_handle(index, handle);
+}
+
+CUresult cuda_vmm::map_handle(uint64_t index, CUmemGenericAllocationHandle handle) {
   CUdeviceptr at = base_ + index * granularity_;
-  res = driver_.map(at, granularity_, 0, handle, 0);
+  CUresult res = driver_.map(at, granularity_, 0, handle, 0);
   if (res == CUDA_SUCCESS) {
     CUmemAccessDesc access{};
-    access.location = prop.location;
+    access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    access.location.id = device_;
     access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
     res = driver_.set_access(at, granularity_, &access, 1);
     if (res != CUDA_SUCCESS) driver_.unmap(at, granularity_);
@@ -139,6 +184,9 @@ CUresult cuda_vmm::unmap_chunk(uint64_t index) {
   res = driver_.mem_release(chunks_[index].load(std::memory_order_relaxed));
   chunks_[index].store(0, std::memory_order_relaxed);
   held_.fetch_sub(granularity_, std::memory_order_relaxed);
+  // The keeper's descriptor is the last reference: the memory is freed
+  // once it closes it.
+  if (share_.drop) share_.drop(index);
   return res;
 }
 

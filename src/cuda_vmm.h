@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -26,9 +27,22 @@ struct cuda_driver_api {
   decltype(&::cuMemUnmap) unmap = nullptr;
   decltype(&::cuMemSetAccess) set_access = nullptr;
   decltype(&::cuMemGetAllocationGranularity) granularity = nullptr;
+  decltype(&::cuMemExportToShareableHandle) export_handle = nullptr;
+  decltype(&::cuMemImportFromShareableHandle) import_handle = nullptr;
 
   // False when the driver lacks one of them (older than CUDA 10.2).
   bool load();
+};
+
+// With -o failover, each chunk is made shareable as a POSIX descriptor and
+// handed to `keep` as it is mapped (the keeper holds it, which keeps the
+// memory and its contents alive if the server dies), and `drop` is told
+// when it is given back.  Without, both are empty.
+struct vmm_sharing {
+  uint64_t chunk_bytes = 0;  // rounded up to the granularity; 0: the granularity
+  std::function<int(uint64_t index, int fd)> keep;  // 0 or -errno
+  std::function<void(uint64_t index)> drop;
+  bool enabled() const { return bool(keep); }
 };
 
 // Threading: map() and unmap() may be called from many threads at once and
@@ -40,7 +54,8 @@ class cuda_vmm {
  public:
   // Reserves the address range for `bytes` on `device` (the device must be
   // current).  nullptr with a message in *error when the driver cannot.
-  static std::unique_ptr<cuda_vmm> create(int device, uint64_t bytes, std::string *error);
+  static std::unique_ptr<cuda_vmm> create(int device, uint64_t bytes, std::string *error,
+                                          vmm_sharing share = {});
   ~cuda_vmm();
   cuda_vmm(const cuda_vmm &) = delete;
   cuda_vmm &operator=(const cuda_vmm &) = delete;
@@ -61,15 +76,20 @@ class cuda_vmm {
   // Unmaps and frees every mapped chunk of the range; on a failure goes on
   // with the rest and returns the first.
   CUresult unmap(uint64_t offset, uint64_t len);
+  // Maps chunk `index` from a descriptor another process shared (a server
+  // that died); the descriptor stays the caller's.
+  CUresult import_chunk(uint64_t index, int fd);
   // After the device is lost: the destructor leaves the driver alone.
   void abandon() { abandoned_ = true; }
 
  private:
   cuda_vmm(int device, uint64_t granularity, uint64_t bytes);
   CUresult map_chunk(uint64_t index);
+  CUresult map_handle(uint64_t index, CUmemGenericAllocationHandle handle);
   CUresult unmap_chunk(uint64_t index);
 
   cuda_driver_api driver_;
+  vmm_sharing share_;
   const int device_;
   const uint64_t granularity_;
   const uint64_t bytes_;  // the reserved range: size rounded up to chunks

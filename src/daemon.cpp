@@ -126,6 +126,7 @@ void startup_report::daemonize() {
   }
   close(fds[0]);
   fd_ = fds[1];
+  daemonized_ = true;
   // A parent killed by Ctrl-C must not kill the daemon with SIGPIPE when
   // it reports: the write fails instead, and the daemon undoes the start.
   signal(SIGPIPE, SIG_IGN);
@@ -133,13 +134,7 @@ void startup_report::daemonize() {
   if (chdir("/") != 0) { /* "/" always exists; nothing to do */ }
 }
 
-bool startup_report::ready(const std::vector<std::string> &warnings) {
-  if (fd_ < 0) {
-    for (const std::string &w : warnings) log_warn("%s", w.c_str());
-    return true;
-  }
-  std::string message = "ok";
-  for (const std::string &w : warnings) message += "\n" + w;
+void detach_from_terminal() {
   // From here on nothing reads the terminal: log to syslog, and point the
   // standard descriptors at /dev/null.
   log_to_syslog(true);
@@ -150,6 +145,21 @@ bool startup_report::ready(const std::vector<std::string> &warnings) {
     dup2(null, 2);
     close(null);
   }
+}
+
+void startup_report::forget_parent() {
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+}
+
+bool startup_report::ready(const std::vector<std::string> &warnings) {
+  if (fd_ < 0) {
+    for (const std::string &w : warnings) log_warn("%s", w.c_str());
+    return true;
+  }
+  std::string message = "ok";
+  for (const std::string &w : warnings) message += "\n" + w;
+  detach_from_terminal();
   // The log keeps the warnings too, for whoever reads it later.
   for (const std::string &w : warnings) log_warn("%s", w.c_str());
   bool told = write(fd_, message.data(), message.size()) == ssize_t(message.size());

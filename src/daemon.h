@@ -20,17 +20,28 @@ std::optional<std::string> resolve_mountpoint(std::string *path);
 // the child returns.  Nothing CUDA may have run before this (rule 8).
 class startup_report {
  public:
+  virtual ~startup_report() = default;
   void daemonize();
   // In the foreground these print; once daemonized they tell the parent,
   // which prints the warnings and exits 0, or prints the failure and exits
   // 1.  ready() returns false when the parent is gone: the user gave up on
   // the start (Ctrl-C), so the caller should undo it.
-  bool ready(const std::vector<std::string> &warnings);
-  void failure(const std::string &message);
+  virtual bool ready(const std::vector<std::string> &warnings);
+  virtual void failure(const std::string &message);
+  // Whether daemonize() ran: then logs go to syslog once the start is over.
+  bool daemonized() const { return daemonized_; }
+  // In a process forked from the daemon (the keeper's server): the pipe is
+  // the daemon's to answer, not this process's.
+  void forget_parent();
 
  private:
   int fd_ = -1;  // the pipe to the waiting parent, in the child
+  bool daemonized_ = false;
 };
+
+// Logs to syslog and points the standard descriptors at /dev/null: what a
+// daemon does once its start is over.
+void detach_from_terminal();
 
 // Raises RLIMIT_MEMLOCK and locks all present and future memory.
 std::optional<std::string> lock_memory();

@@ -1,18 +1,25 @@
 #include "extent_map.h"
 
 namespace vramfs {
-namespace {
-
-std::unique_ptr<std::atomic<uint64_t>[]> zeroed_words(uint64_t blocks) {
-  auto w = std::make_unique<std::atomic<uint64_t>[]>((blocks + 63) / 64);
-  for (uint64_t i = 0; i < (blocks + 63) / 64; ++i) w[i].store(0);
-  return w;
-}
-
-}  // namespace
-
 extent_map::extent_map(uint64_t blocks)
-    : blocks_(blocks), data_(zeroed_words(blocks)), preallocated_(zeroed_words(blocks)) {}
+    : extent_map(blocks, nullptr, true) {}
+
+extent_map::extent_map(uint64_t blocks, std::atomic<uint64_t> *memory, bool fresh)
+    : blocks_(blocks) {
+  uint64_t count = words_for(blocks);
+  if (!memory) {
+    own_ = std::make_unique<std::atomic<uint64_t>[]>(count);
+    memory = own_.get();
+  }
+  data_ = memory;
+  preallocated_ = memory + count / 2;
+  uint64_t populated = 0;
+  for (uint64_t i = 0; i < count; ++i) {
+    if (fresh) memory[i].store(0);
+    if (i < count / 2) populated += uint64_t(__builtin_popcountll(memory[i].load()));
+  }
+  populated_ = populated;
+}
 
 bool extent_map::set(uint64_t block) {
   if (data_[block / 64].fetch_or(bit(block), std::memory_order_acq_rel) & bit(block)) return false;

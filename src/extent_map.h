@@ -17,6 +17,11 @@ namespace vramfs {
 class extent_map {
  public:
   explicit extent_map(uint64_t blocks);
+  // Over memory of the caller's (shared with a successor process): the
+  // words_for(blocks) words at `words`, zeroed when `fresh`, else taken
+  // over as a predecessor left them.
+  extent_map(uint64_t blocks, std::atomic<uint64_t> *words, bool fresh);
+  static uint64_t words_for(uint64_t blocks) { return 2 * ((blocks + 63) / 64); }
 
   uint64_t blocks() const { return blocks_; }
   bool has_data(uint64_t block) const { return test(data_, block); }
@@ -35,15 +40,16 @@ class extent_map {
   uint64_t blocks_with_data() const { return populated_.load(std::memory_order_relaxed); }
 
  private:
-  using words = std::unique_ptr<std::atomic<uint64_t>[]>;
+  using owned_words = std::unique_ptr<std::atomic<uint64_t>[]>;
   static uint64_t bit(uint64_t block) { return uint64_t(1) << (block % 64); }
-  static bool test(const words &w, uint64_t block) {
+  static bool test(const std::atomic<uint64_t> *w, uint64_t block) {
     return w[block / 64].load(std::memory_order_acquire) & bit(block);
   }
   uint64_t next(uint64_t from, bool want_hole) const;
 
   uint64_t blocks_;
-  words data_, preallocated_;
+  owned_words own_;  // the owning constructor's memory
+  std::atomic<uint64_t> *data_, *preallocated_;
   std::atomic<uint64_t> populated_{0};
 };
 

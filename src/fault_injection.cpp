@@ -11,7 +11,7 @@ std::optional<std::string> fault_injection::configure_from_environment() {
 }
 
 std::optional<std::string> fault_injection::configure(const std::string &spec) {
-  copy_at_ = alloc_at_ = sticky_at_ = stall_at_ = 0;
+  copy_at_ = alloc_at_ = sticky_at_ = stall_at_ = takeover_at_ = 0;
   copy_count_ = alloc_count_ = sticky_count_ = stall_count_ = 0;
   size_t start = 0;
   while (start < spec.size()) {
@@ -24,13 +24,14 @@ std::optional<std::string> fault_injection::configure(const std::string &spec) {
     unsigned long long n =
         colon == std::string::npos ? 0 : strtoull(item.c_str() + colon + 1, &end, 10);
     if (!n || !end || *end)
-      return "invalid VRAMFS_INJECT_FAULT item '" + item + "': expected copy:N, alloc:N, sticky:N or stall:N";
+      return "invalid VRAMFS_INJECT_FAULT item '" + item + "': expected copy:N, alloc:N, sticky:N, stall:N or takeover:N";
     if (kind == "copy") copy_at_ = n;
     else if (kind == "alloc") alloc_at_ = n;
     else if (kind == "sticky") sticky_at_ = n;
     else if (kind == "stall") stall_at_ = n;
+    else if (kind == "takeover") takeover_at_ = n;
     else
-      return "invalid VRAMFS_INJECT_FAULT item '" + item + "': expected copy:N, alloc:N, sticky:N or stall:N";
+      return "invalid VRAMFS_INJECT_FAULT item '" + item + "': expected copy:N, alloc:N, sticky:N, stall:N or takeover:N";
     start = comma + 1;
   }
   return std::nullopt;

@@ -8,6 +8,9 @@
 //   VRAMFS_INJECT_FAULT=stall:N    the Nth wait for copies never sees them
 //                                  finish, as if the GPU hung: the store
 //                                  fails once copy_timeout has passed
+//   VRAMFS_INJECT_FAULT=takeover:N with -o failover, the Nth server started
+//                                  to take over from a dead one, and every
+//                                  one after it, fails to start
 //
 // The cuda store injects copy and sticky faults where it checks CUDA's
 // result, after the copy was really queued, so that its error paths (a
@@ -36,12 +39,15 @@ class fault_injection {
   static bool alloc_fails() { return hit(alloc_at_, alloc_count_); }
   static bool copy_is_sticky_failure() { return hit(sticky_at_, sticky_count_); }
   static bool wait_stalls() { return hit(stall_at_, stall_count_); }
+  // Servers are separate processes: the keeper counts the takeovers.
+  static bool takeover_fails(uint64_t takeover) { return takeover_at_ && takeover >= takeover_at_; }
 
  private:
   static bool hit(uint64_t at, std::atomic<uint64_t> &count) {
     return at && count.fetch_add(1, std::memory_order_relaxed) + 1 == at;
   }
-  static inline uint64_t copy_at_ = 0, alloc_at_ = 0, sticky_at_ = 0, stall_at_ = 0;
+  static inline uint64_t copy_at_ = 0, alloc_at_ = 0, sticky_at_ = 0, stall_at_ = 0,
+                         takeover_at_ = 0;
   static inline std::atomic<uint64_t> copy_count_{0}, alloc_count_{0}, sticky_count_{0},
       stall_count_{0};
 };

@@ -54,8 +54,13 @@ host_store::host_store(uint64_t size, bool lazy) : block_store(size, lazy) {
   }
 }
 
+host_store::host_store(uint64_t size, std::byte *memory)
+    : block_store(size, false), reserved_(memory), reserved_is_ours_(false) {
+  held_ = round_up(size, chunk_bytes);
+}
+
 host_store::~host_store() {
-  if (reserved_) munmap(reserved_, round_up(size(), chunk_bytes));
+  if (reserved_ && reserved_is_ours_) munmap(reserved_, round_up(size(), chunk_bytes));
   for (std::byte *chunk : chunks_)
     if (chunk) munmap(chunk, chunk_bytes);
 }

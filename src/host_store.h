@@ -16,6 +16,9 @@ class host_store final : public block_store {
   // The memory comes from anonymous mappings, which the daemon's
   // mlockall(MCL_FUTURE) populates and locks as they are made.
   host_store(uint64_t size, bool lazy);
+  // Reserved, over memory of the caller's (a memfd mapping shared with the
+  // keeper, -o failover), which stays the caller's.
+  host_store(uint64_t size, std::byte *memory);
   ~host_store() override;
 
   const char *backend() const override { return "host"; }
@@ -32,6 +35,8 @@ class host_store final : public block_store {
   void release(uint64_t offset, uint64_t len) override;
   void *alloc_host(size_t bytes) override;
   void free_host(void *ptr, size_t bytes) override;
+  int pin_host(void *, size_t) override { return 0; }  // memcpy needs no pinning
+  void unpin_host(void *) override {}
 
   static constexpr uint64_t chunk_bytes = 2 << 20;
 
@@ -46,6 +51,7 @@ class host_store final : public block_store {
   int check_copy(uint64_t offset, size_t len);
 
   std::byte *reserved_ = nullptr;      // reserved mode: the whole size
+  bool reserved_is_ours_ = true;
   std::vector<std::byte *> chunks_;    // lazy mode: one mapping per chunk
   std::mutex chunks_mutex_;
   std::atomic<uint64_t> held_{0};

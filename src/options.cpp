@@ -134,6 +134,9 @@ std::optional<std::string> apply_option(const std::string &item, options *o,
         value == ".stats" || value.size() > 255)
       return "invalid name=" + value + ": must be a plain file name other than .stats";
     o->name = value;
+  } else if (key == "failover") {
+    if (has_value) return "option failover takes no value";
+    o->failover = true;
   } else if (key == "lazy") {
     if (has_value) return "option lazy takes no value";
     o->lazy = true;
@@ -202,6 +205,19 @@ std::vector<std::string> option_warnings(const options &opts) {
   if (opts.transport == transport_kind::uring && opts.threads_given)
     out.push_back("threads= is ignored with transport=uring (one thread per CPU queue)");
   return out;
+}
+
+std::optional<std::string> failover_unsupported(const options &opts) {
+  // On Linux 6.14-6.18 the requests in flight on an io_uring queue stay with
+  // the dead server's ring: FUSE_NOTIFY_RESEND cannot reach them.
+  if (opts.transport == transport_kind::uring)
+    return std::string("needs transport=dev: requests in flight on FUSE over io_uring cannot be "
+                       "handed to a new server");
+  // The keeper keeps host memory resident by mapping it whole.
+  if (opts.backend == backend_kind::host && opts.lazy)
+    return std::string("backend=host with failover holds all of its memory: lazy is not "
+                       "supported with it");
+  return std::nullopt;
 }
 
 uint64_t cache_limit(uint64_t size, uint64_t block) {
@@ -339,6 +355,9 @@ std::string usage_text(const char *program) {
                      "                        as stalled and every request fails (default 30)\n"
                      "    -o lazy             take VRAM on first write and give it back on discard\n"
                      "                        instead of reserving all of it at mount\n"
+                     "    -o failover         survive the death of the serving process: a keeper\n"
+                     "                        process holds the connection and the memory and\n"
+                     "                        starts a new server (needs transport=dev)\n"
                      "\n"
                      "general options:\n"
                      "    -f                  stay in the foreground\n"

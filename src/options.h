@@ -65,6 +65,9 @@ struct options {
   unsigned copy_timeout = 30;
   std::string name = "swapfile";
   bool lazy = false;
+  // Crash survival: a keeper process holds the connection and the memory,
+  // and replaces a server that dies (failover/keeper.h).
+  bool failover = false;
   bool foreground = false;
   bool debug = false;
   bool show_help = false;
@@ -87,6 +90,8 @@ std::optional<std::string> parse_command_line(int argc, const char *const *argv,
                                               options *out);
 
 const char *backend_name(backend_kind kind);
+// Why -o failover cannot go with the other options, or nullopt.
+std::optional<std::string> failover_unsupported(const options &opts);
 // What this build offers, for --version: "cuda host", "dev uring".
 const char *available_backends();
 const char *available_transports();

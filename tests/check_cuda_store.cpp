@@ -34,7 +34,7 @@ std::unique_ptr<block_store> make_store(const std::string &opts_text, std::strin
   auto err = parse_command_line(int(args.size()), args.data(), &o);
   ck_assert_msg(!err, "%s", err ? err->c_str() : "");
   error->clear();
-  return create_cuda_store(o, error);
+  return create_cuda_store(o, error, nullptr);
 }
 
 std::unique_ptr<block_store> must_make_store(const std::string &opts_text) {
@@ -84,13 +84,7 @@ bool all_zero(const uint8_t *p, size_t len) {
 std::string uuid_of(int device) {
   cudaDeviceProp prop;
   ck_assert_int_eq(cudaGetDeviceProperties(&prop, device), cudaSuccess);
-  const auto *b = reinterpret_cast<const unsigned char *>(prop.uuid.bytes);
-  char uuid[64];
-  snprintf(uuid, sizeof uuid,
-           "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-           b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-           b[14], b[15]);
-  return uuid;
+  return gpu_uuid_text(reinterpret_cast<const unsigned char *>(prop.uuid.bytes));
 }
 
 void reset_faults() { fault_injection::configure(""); }
@@ -305,6 +299,13 @@ START_TEST(device_by_index_bus_id_and_uuid) {
 }
 END_TEST
 
+START_TEST(uuid_text_is_what_nvidia_smi_prints) {
+  const unsigned char bytes[16] = {0xdb, 0x17, 0x32, 0xe8, 0x1d, 0x18, 0x8d, 0xf2,
+                                   0xff, 0xd1, 0x82, 0x77, 0x8d, 0xf8, 0x8c, 0x6c};
+  ck_assert_str_eq(gpu_uuid_text(bytes).c_str(), "GPU-db1732e8-1d18-8df2-ffd1-82778df88c6c");
+}
+END_TEST
+
 START_TEST(sizes_from_free_and_total_vram) {
   size_t free_now = 0, total = 0;
   ck_assert_int_eq(cudaMemGetInfo(&free_now, &total), cudaSuccess);
@@ -439,6 +440,7 @@ Suite *make_suite() {
   tcase_add_test(tc, lazy_allocation_failure_is_enospc);
   tcase_add_test(tc, bad_devices_and_sizes);
   tcase_add_test(tc, device_by_index_bus_id_and_uuid);
+  tcase_add_test(tc, uuid_text_is_what_nvidia_smi_prints);
   tcase_add_test(tc, sizes_from_free_and_total_vram);
   tcase_add_test(tc, injected_copy_failure);
   tcase_add_test(tc, injected_device_loss);

@@ -74,6 +74,18 @@ void send_reply(int fd, uint64_t unique, const answer &a, std::span<std::byte> o
 
 }  // namespace
 
+int send_notify_resend(int fd) {
+  out_header h{};
+  h.len = sizeof h;
+  h.error = notify_resend;
+  h.unique = 0;
+  ssize_t n;
+  do {
+    n = write(fd, &h, sizeof h);
+  } while (n < 0 && errno == EINTR);
+  return n == ssize_t(sizeof h) ? 0 : n < 0 ? -errno : -EIO;
+}
+
 void serve_device(filesystem &fs, int fd, worker_buffers &w, init_latch &initialized) {
   std::span<std::byte> in = w.in();
   for (;;) {

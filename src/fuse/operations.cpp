@@ -62,9 +62,9 @@ bool fill_attr(filesystem &fs, uint64_t ino, attr *a) {
   a->blksize = 4096;
   a->uid = fs.owner_uid;
   a->gid = fs.owner_gid;
-  set_time(&a->atime, &a->atimensec, fs.mounted_at);
-  set_time(&a->mtime, &a->mtimensec, fs.mounted_at);
-  set_time(&a->ctime, &a->ctimensec, fs.mounted_at);
+  set_time(&a->atime, &a->atimensec, fs.state.mounted_at);
+  set_time(&a->mtime, &a->mtimensec, fs.state.mounted_at);
+  set_time(&a->ctime, &a->ctimensec, fs.state.mounted_at);
   switch (ino) {
     case root_ino:
       a->mode = S_IFDIR | 0755;
@@ -80,8 +80,8 @@ bool fill_attr(filesystem &fs, uint64_t ino, attr *a) {
                                fs.store.size());
       a->blocks = (data + 511) / 512;
       std::lock_guard lock(fs.attr_mutex);
-      set_time(&a->mtime, &a->mtimensec, fs.data_mtime);
-      set_time(&a->ctime, &a->ctimensec, fs.data_ctime);
+      set_time(&a->mtime, &a->mtimensec, fs.state.data_mtime);
+      set_time(&a->ctime, &a->ctimensec, fs.state.data_ctime);
       return true;
     }
     case stats_ino:
@@ -129,7 +129,7 @@ answer do_init(filesystem &fs, const request &req, std::span<std::byte> out) {
   o.time_gran = 1;
   o.max_pages = max_pages;
 
-  connection_terms &t = fs.terms;
+  connection_terms &t = fs.state.terms;
   t.minor = o.minor;
   t.max_write = o.max_write;
   t.max_pages = (granted & init_max_pages) ? o.max_pages : 32;
@@ -137,6 +137,7 @@ answer do_init(filesystem &fs, const request &req, std::span<std::byte> out) {
   t.congestion_threshold = o.congestion_threshold;
   t.async_dio = granted & init_async_dio;
   t.io_uring = granted & init_over_io_uring;
+  fs.state.initialized.store(1, std::memory_order_release);
   return reply_with(out, o);
 }
 
@@ -180,9 +181,9 @@ answer do_setattr(filesystem &fs, const request &req, std::span<std::byte> out) 
   {
     std::lock_guard lock(fs.attr_mutex);
     timespec t = now();
-    if (in.valid & fattr_mtime) fs.data_mtime = {time_t(in.mtime), long(in.mtimensec)};
-    if (in.valid & fattr_mtime_now) fs.data_mtime = t;
-    fs.data_ctime = t;
+    if (in.valid & fattr_mtime) fs.state.data_mtime = {time_t(in.mtime), long(in.mtimensec)};
+    if (in.valid & fattr_mtime_now) fs.state.data_mtime = t;
+    fs.state.data_ctime = t;
   }
   return reply_attr(fs, ino, out);
 }
@@ -190,9 +191,17 @@ answer do_setattr(filesystem &fs, const request &req, std::span<std::byte> out) 
 std::string render_stats_text(filesystem &fs) {
   std::string text = render_stats(fs.counters, fs.store, fs.extents, fs.cache.block_size(),
                                   fs.cache.line_count() * fs.cache.block_size(),
-                                  fs.cache.dirty_lines(), fs.data_opens.load());
+                                  fs.cache.dirty_lines(), fs.state.data_opens.load());
+  const mount_state &m = fs.state;
   text += "transport ";
-  text += fs.terms.io_uring ? "uring" : "dev";
+  text += m.terms.io_uring ? "uring" : "dev";
+  text += "\nfailover " + std::to_string(m.keeper_pid.load() != 0 ? 1 : 0);
+  text += "\nkeeper_pid " + std::to_string(m.keeper_pid.load());
+  text += "\nkeeper_alive " + std::to_string(m.keeper_alive.load());
+  text += "\nrestarts " + std::to_string(m.restarts.load());
+  text += "\nlast_takeover_ms " + std::to_string(m.last_takeover_us.load() / 1000);
+  text += "\nstate ";
+  text += m.failed.load() ? "failed" : "serving";
   text += '\n';
   return text;
 }
@@ -202,7 +211,7 @@ answer do_open(filesystem &fs, const request &req, std::span<std::byte> out) {
   open_out o{};
   switch (req.header.nodeid) {
     case data_ino:
-      fs.data_opens.fetch_add(1);
+      fs.state.data_opens.fetch_add(1);
       // Without parallel direct writes the kernel serializes every write
       // to the file (every swap-out) on the inode lock.
       o.open_flags = fopen_direct_io | fopen_parallel_direct_writes;
@@ -224,7 +233,7 @@ answer do_open(filesystem &fs, const request &req, std::span<std::byte> out) {
 answer do_release(filesystem &fs, const request &req) {
   auto in = req.argument_as<release_in>();
   if (req.header.nodeid == data_ino) {
-    fs.data_opens.fetch_sub(1);
+    fs.state.data_opens.fetch_sub(1);
   } else if (req.header.nodeid == stats_ino) {
     std::lock_guard lock(fs.stats_texts_mutex);
     fs.stats_texts.erase(in.fh);
@@ -447,19 +456,17 @@ answer dispatch_unguarded(filesystem &fs, store_channel &ch, const request &req,
 
 }  // namespace
 
-filesystem::filesystem(block_store &s, extent_map &e, page_cache &c, stats &st,
+filesystem::filesystem(block_store &s, extent_map &e, page_cache &c, mount_state &m,
                        std::string file_name, connection_wish w)
     : store(s),
       extents(e),
       cache(c),
-      counters(st),
+      state(m),
+      counters(m.counters),
       data_name(std::move(file_name)),
       wish(w),
       owner_uid(getuid()),
-      owner_gid(getgid()),
-      mounted_at(now()),
-      data_mtime(mounted_at),
-      data_ctime(mounted_at) {}
+      owner_gid(getgid()) {}
 
 answer dispatch(filesystem &fs, store_channel &ch, const request &req, std::span<std::byte> out) {
   // Every request is answered, and no C++ exception crosses into the

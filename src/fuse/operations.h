@@ -5,6 +5,7 @@
 #pragma once
 
 #include "fuse/request.h"
+#include "mount_state.h"
 
 #include <sys/types.h>
 
@@ -36,42 +37,24 @@ struct connection_wish {
   bool io_uring = false;
 };
 
-// What INIT settled: kept for the log, .stats and the transports.
-struct connection_terms {
-  uint32_t minor = 0;
-  uint32_t max_write = 0;
-  uint16_t max_pages = 0;
-  uint16_t max_background = 0;
-  uint16_t congestion_threshold = 0;
-  bool async_dio = false;
-  bool io_uring = false;
-};
-
 struct filesystem {
-  filesystem(block_store &s, extent_map &e, page_cache &c, stats &st, std::string file_name,
+  filesystem(block_store &s, extent_map &e, page_cache &c, mount_state &m, std::string file_name,
              connection_wish wish);
 
   block_store &store;
   extent_map &extents;
   page_cache &cache;
-  stats &counters;
+  mount_state &state;
+  stats &counters;  // state.counters
   const std::string data_name;
   const connection_wish wish;
   const uid_t owner_uid;
   const gid_t owner_gid;
-  const timespec mounted_at;
 
-  // Opens of the data file not yet released: while non-zero (a loop device
-  // holds it), the daemon refuses to stop.
-  std::atomic<uint64_t> data_opens{0};
-  // Written once by INIT, read after the transport saw INIT answered.
-  connection_terms terms;
   // Why INIT was refused, for the startup report ("" when it was not).
   std::string init_refusal;
-
-  // What utimes may change on the data file.
+  // Guards the data file's times in state, which utimes may change.
   std::mutex attr_mutex;
-  timespec data_mtime, data_ctime;
 
   // The .stats text of each open, made at open so that a reader sees one
   // consistent snapshot however it splits its reads.

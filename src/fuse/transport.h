@@ -83,6 +83,9 @@ class transport {
   // A line for the log: threads, queues, depth.
   virtual std::string describe() const = 0;
   init_latch &initialized() { return initialized_; }
+  // A server that takes a connection over gets no INIT: the first server
+  // answered it.
+  void assume_initialized() { initialized_.set(true); }
 
  protected:
   init_latch initialized_;
@@ -98,6 +101,11 @@ std::unique_ptr<transport> make_uring_transport(filesystem &fs, block_store &sto
 // enable_uring parameter, and whether this build has io_uring at all.
 // Checked before the mount so that a refusal leaves nothing mounted.
 std::optional<std::string> uring_unavailable();
+
+// FUSE_NOTIFY_RESEND: the kernel queues again every request that was read
+// from this connection but not answered (those of a server that died).
+// 0 or a negative errno.
+int send_notify_resend(int fuse_fd);
 
 // Reads requests from /dev/fuse and answers them until the connection
 // ends; used by both transports.  Sets `initialized` when INIT is answered.

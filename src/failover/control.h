@@ -1,0 +1,45 @@
+// The control channel between the keeper and its server (-o failover): a
+// SOCK_SEQPACKET socket pair, one message a packet, file descriptors passed
+// with SCM_RIGHTS.  The server sends the keeper every descriptor that must
+// outlive it (the /dev/fuse connection, the state and data memfds, each
+// chunk of VRAM) before it relies on it, and says when it serves.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace vramfs::failover {
+
+enum class message_kind : uint32_t {
+  fuse_device = 1,    // fd: the mount's /dev/fuse
+  state_region = 2,   // fd: the memfd of state_region
+  host_data = 3,      // fd: the memfd of the host store's data
+  vram_chunk = 4,     // fd: VRAM chunk `index` (a CUDA shareable handle)
+  vram_released = 5,  // chunk `index` was given back: close its fd
+  ready = 6,          // the server serves; value: microseconds its start took
+  failure = 7,        // the server cannot start; text: why
+};
+
+struct message {
+  message_kind kind{};
+  uint64_t index = 0;
+  uint64_t value = 0;
+  std::string text;
+  int fd = -1;  // received descriptor, owned by the receiver; -1 if none
+};
+
+// Both ends of a new channel (close-on-exec), or nullopt with errno set.
+std::optional<std::pair<int, int>> make_channel();
+
+// Sends one message; fd (if >= 0) is passed, and stays open here.  Retries
+// on EINTR; returns 0 or a negative errno.
+int send_message(int socket, message_kind kind, uint64_t index = 0, uint64_t value = 0,
+                 const std::string &text = "", int fd = -1);
+
+// Receives one message.  nullopt at end of file (the peer is gone) or on an
+// error (errno tells); with nonblocking, also when nothing is waiting
+// (errno EAGAIN).
+std::optional<message> receive_message(int socket, bool nonblocking);
+
+}  // namespace vramfs::failover

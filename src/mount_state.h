@@ -1,0 +1,52 @@
+// What a mount keeps about itself besides the data: its counters, the
+// terms INIT settled, the data file's opens and times, and the failover
+// bookkeeping.  With -o failover it lives in memory shared with the keeper
+// (failover/state_region.h), so that a restarted server carries on where
+// the dead one stopped; otherwise in the daemon's own memory.  Plain data
+// and lock-free atomics only: nothing in it points into one process.
+#pragma once
+
+#include "stats.h"
+
+#include <atomic>
+#include <cstdint>
+#include <ctime>
+
+namespace vramfs {
+
+// What INIT settled: kept for the log, .stats, the transports and a server
+// that takes the connection over without a new INIT.
+struct connection_terms {
+  uint32_t minor = 0;
+  uint32_t max_write = 0;
+  uint16_t max_pages = 0;
+  uint16_t max_background = 0;
+  uint16_t congestion_threshold = 0;
+  bool async_dio = false;
+  bool io_uring = false;
+};
+
+struct mount_state {
+  mount_state();
+
+  stats counters;
+  // Opens of the data file not yet released: while non-zero (a loop device
+  // holds it), the daemon refuses to stop.
+  std::atomic<uint64_t> data_opens{0};
+  // Set once INIT is answered; terms is written before it.
+  std::atomic<uint32_t> initialized{0};
+  connection_terms terms;
+  timespec mounted_at, data_mtime, data_ctime;
+
+  // Failover: how often a server was restarted, how long the last takeover
+  // took, and who keeps the mount.
+  std::atomic<uint64_t> restarts{0};
+  std::atomic<uint64_t> last_takeover_us{0};
+  std::atomic<int32_t> keeper_pid{0};
+  std::atomic<uint32_t> keeper_alive{0};
+  std::atomic<uint32_t> failed{0};  // no server could be restarted
+};
+
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
+
+}  // namespace vramfs

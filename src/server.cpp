@@ -1,0 +1,375 @@
+#include "server.h"
+
+#include "block_store.h"
+#include "daemon.h"
+#include "extent_map.h"
+#include "failed_store.h"
+#include "failover/control.h"
+#include "failover/failed_mode.h"
+#include "failover/state_region.h"
+#include "fault_injection.h"
+#include "fuse/mount.h"
+#include "fuse/operations.h"
+#include "fuse/transport.h"
+#include "log.h"
+#include "mount_state.h"
+#include "options.h"
+#include "page_cache.h"
+
+#include "config.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <thread>
+
+namespace vramfs {
+namespace {
+
+using failover::message_kind;
+
+int64_t monotonic_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Rule 1 (docs/design.md): before any thread exists and before CUDA
+// starts.  What could not be done is said once the mount works, so that a
+// failed mount prints one line.
+std::optional<std::string> protect_process(stats &counters, std::vector<std::string> *warnings) {
+  if (auto err = lock_memory()) return err;
+#ifdef VRAMFS_SANITIZED
+  warnings->push_back("sanitizer build: memory is not locked; do not use this build for real swap");
+#else
+  counters.memory_locked = true;
+#endif
+  // Both need CAP_SYS_RESOURCE, which some containers withhold from root.
+  // Without them the daemon still works but can stall under extreme memory
+  // pressure: say so loudly, and show it in .stats.
+  if (auto err = become_io_flusher())
+    warnings->push_back(*err + "; swap through this mount may stall under memory pressure");
+  else
+    counters.io_flusher = true;
+  if (auto err = protect_from_oom())
+    warnings->push_back(*err + "; the OOM killer may pick this daemon");
+  else
+    counters.oom_protected = true;
+  block_stop_signals();
+  limit_thread_stacks();
+  return std::nullopt;
+}
+
+// The mount is usable once the kernel's INIT is answered and the data file
+// can be looked up through it, served by the transport like any request.
+std::optional<std::string> wait_until_usable(fuse::transport &t, const fuse::filesystem &fs,
+                                             const options &opts) {
+  switch (t.initialized().wait_for(10000)) {
+    case fuse::init_latch::state::waiting:
+      return "the kernel did not initialise the mount within 10 seconds";
+    case fuse::init_latch::state::refused:
+      return fs.init_refusal.empty() ? "the kernel ended the connection before INIT"
+                                     : fs.init_refusal;
+    case fuse::init_latch::state::accepted: break;
+  }
+  std::string path = opts.mountpoint + "/" + opts.name;
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return path + " is not usable: " + strerror(errno);
+  return std::nullopt;
+}
+
+// A server's pieces, built in the order of the design's sentences: protect
+// the process, take the memory, lay out the state, make the threads, then
+// connect to the kernel.  Each step reports its own failure.
+class server {
+ public:
+  server(const options &opts, startup_report &report, keeper_context *keeper)
+      : opts_(opts), report_(report), keeper_(keeper) {}
+  ~server();
+
+  int run();
+
+ private:
+  bool fail(const std::string &message) {
+    report_.failure(message);
+    return false;
+  }
+  bool open_store();
+  bool lay_out_state();
+  bool make_transport();
+  bool connect();
+  void watch_the_keeper();
+  std::optional<std::string> stop_refusal(const char *signal);
+  void announce();
+
+  const options &opts_;
+  startup_report &report_;
+  keeper_context *keeper_;
+  std::vector<std::string> warnings_;
+  int64_t started_us_ = monotonic_us();
+
+  mount_state own_state_;  // without failover
+  mount_state *state_ = &own_state_;
+  std::unique_ptr<block_store> store_;
+  std::unique_ptr<failover::state_region> own_region_;  // the first server's
+  failover::state_region *region_ = nullptr;
+  bool lines_pinned_ = false;
+  std::unique_ptr<extent_map> extents_;
+  std::unique_ptr<page_cache> cache_;
+  std::unique_ptr<fuse::filesystem> fs_;
+  std::unique_ptr<fuse::transport> transport_;
+  std::unique_ptr<fuse::mount> mount_;
+  int fuse_fd_ = -1;
+  std::thread keeper_watch_;
+};
+
+server::~server() {
+  if (keeper_watch_.joinable()) keeper_watch_.detach();
+  if (transport_) transport_->join();
+  if (cache_) cache_->stop_writeback();
+  cache_.reset();
+  if (lines_pinned_) store_->unpin_host(region_->lines());
+}
+
+bool server::open_store() {
+  std::string error;
+  if (keeper_ && keeper_->failed_mode) {
+    store_ = std::make_unique<failed_store>(keeper_->region->layout().file_size);
+    return true;
+  }
+  if (!keeper_) {
+    store_ = create_store(opts_, &error);
+    return store_ ? true : fail(error);
+  }
+  // -o failover: every piece of memory that must outlive this process goes
+  // to the keeper before anything is stored in it.
+  int control = keeper_->control;
+  store_keeping keeping;
+  keeping.takeover = keeper_->takeover;
+  if (keeping.takeover) keeping.size = keeper_->region->layout().file_size;
+  keeping.vram_chunk_bytes = opts_.lazy ? 32 * MiB : 1 * GiB;
+  keeping.keep_vram_chunk = [control](uint64_t index, int fd) {
+    return failover::send_message(control, message_kind::vram_chunk, index, 0, "", fd);
+  };
+  keeping.drop_vram_chunk = [control](uint64_t index) {
+    failover::send_message(control, message_kind::vram_released, index);
+  };
+  keeping.vram_chunks = keeper_->vram_chunks;
+  keeping.keep_host_data = [control](int fd) {
+    return failover::send_message(control, message_kind::host_data, 0, 0, "", fd);
+  };
+  keeping.host_data = keeper_->host_data;
+  store_ = create_store(opts_, &error, &keeping);
+  return store_ ? true : fail(error);
+}
+
+bool server::lay_out_state() {
+  uint64_t blocks = (store_->size() + opts_.block - 1) / opts_.block;
+  // A cache larger than the file would lock memory that is never used.
+  uint64_t cache_bytes = std::min(opts_.cache, cache_limit(store_->size(), opts_.block));
+  try {
+    if (!keeper_) {
+      extents_ = std::make_unique<extent_map>(blocks);
+      // Rule 2: every line before the mount is announced.
+      cache_ = std::make_unique<page_cache>(*store_, *extents_, state_->counters, opts_.block,
+                                            cache_bytes);
+      return true;
+    }
+    failover::state_region::shape shape{store_->size(), opts_.block,
+                                         page_cache::line_count_for(opts_.block, cache_bytes)};
+    if (keeper_->takeover) {
+      region_ = keeper_->region;
+      if (!(region_->layout() == shape))
+        return fail("the failover state does not match this mount's size, block or cache");
+    } else {
+      std::string error;
+      own_region_ = failover::state_region::create(shape, &error);
+      if (!own_region_) return fail(error);
+      region_ = own_region_.get();
+      if (int err = failover::send_message(keeper_->control, message_kind::state_region, 0, 0,
+                                           "", region_->fd()))
+        return fail(std::string("cannot hand the state to the keeper: ") + strerror(-err));
+    }
+    state_ = &region_->state();
+    bool fresh = !keeper_->takeover;
+    extents_ = std::make_unique<extent_map>(blocks, region_->extent_words(), fresh);
+    if (int err = store_->pin_host(region_->lines(), shape.line_count * opts_.block))
+      return fail(std::string("cannot pin the shared cache for the GPU: ") + strerror(-err));
+    lines_pinned_ = true;
+    cache_ = std::make_unique<page_cache>(*store_, *extents_, state_->counters, opts_.block,
+                                          shape.line_count,
+                                          page_cache::memory{region_->sets(), region_->lines(), fresh});
+  } catch (const std::bad_alloc &) {
+    return fail("cannot allocate the " + format_size(cache_bytes) + " cache in locked host memory" +
+                memory_limit_hint());
+  }
+  return true;
+}
+
+bool server::make_transport() {
+  fs_ = std::make_unique<fuse::filesystem>(
+      *store_, *extents_, *cache_, *state_, opts_.name,
+      fuse::connection_wish{opts_.transport == transport_kind::uring});
+  try {
+    // Rule 2: every buffer, stream, ring and thread before the mount.
+    if (opts_.transport == transport_kind::uring)
+      transport_ = fuse::make_uring_transport(*fs_, *store_, opts_.queue_depth);
+    else
+      transport_ = fuse::make_device_transport(*fs_, *store_, opts_.threads);
+  } catch (const std::bad_alloc &) {
+    return fail("cannot allocate the request buffers in locked host memory" +
+                memory_limit_hint());
+  } catch (const std::exception &e) {
+    return fail(e.what());
+  }
+  return true;
+}
+
+bool server::connect() {
+  // A failed store has nothing to write back to.
+  if (!store_->failed()) cache_->start_writeback();
+  if (keeper_ && keeper_->takeover) {
+    // The connection lives on in the keeper: no mount, no INIT.  The kernel
+    // sends again every request the dead server had read but not answered.
+    fuse_fd_ = keeper_->fuse_fd;
+    if (state_->initialized.load(std::memory_order_acquire)) transport_->assume_initialized();
+    transport_->start(fuse_fd_);
+    if (int err = fuse::send_notify_resend(fuse_fd_))
+      return fail(std::string("cannot ask the kernel to resend requests: ") + strerror(-err));
+    return true;
+  }
+  std::string error;
+  mount_ = fuse::mount::create(opts_, &error);
+  if (!mount_) return fail(error);
+  fuse_fd_ = mount_->fd();
+  if (keeper_) {
+    // Before anything can depend on it: a server that dies holding the only
+    // descriptor of the connection takes the mount with it.
+    if (int err = failover::send_message(keeper_->control, message_kind::fuse_device, 0, 0, "",
+                                         fuse_fd_)) {
+      mount_->abandon();
+      return fail(std::string("cannot hand the connection to the keeper: ") + strerror(-err));
+    }
+  }
+  transport_->start(fuse_fd_);
+  if (auto err = wait_until_usable(*transport_, *fs_, opts_)) {
+    if (auto not_unmounted = mount_->abandon())
+      log_err("cannot unmount %s after the failed start: %s", opts_.mountpoint.c_str(),
+              not_unmounted->c_str());
+    transport_->join();
+    return fail(*err);
+  }
+  return true;
+}
+
+// A server of -o failover serves on if its keeper dies, but can no longer
+// be replaced: say so, in the log and in .stats.
+void server::watch_the_keeper() {
+  int control = keeper_->control;
+  pid_t keeper = keeper_->keeper_pid;
+  mount_state *state = state_;
+  std::string mountpoint = opts_.mountpoint;
+  keeper_watch_ = std::thread([control, keeper, state, mountpoint] {
+    pollfd p{control, POLLIN, 0};
+    for (;;) {
+      if (poll(&p, 1, -1) < 0 && errno == EINTR) continue;
+      if (p.revents & (POLLHUP | POLLERR)) break;
+      if (p.revents & POLLIN) {
+        char byte;
+        if (recv(control, &byte, 1, MSG_DONTWAIT) == 0) break;
+      }
+    }
+    state->keeper_alive.store(0);
+    log_err("the vramfs keeper (pid %d) of %s died: this mount no longer survives the death of "
+            "its server; stop it with 'vramswap stop' and start it again",
+            int(keeper), mountpoint.c_str());
+  });
+}
+
+// Rule 6: never exit under a live swap.
+std::optional<std::string> server::stop_refusal(const char *signal) {
+  if (uint64_t opens = state_->data_opens.load())
+    return std::string("refusing ") + signal + ": " + opts_.mountpoint + "/" + opts_.name +
+           " is open " + std::to_string(opens) +
+           " time(s) (a loop device or swap uses it); stop with 'vramswap stop', or "
+           "swapoff, losetup -d and umount " + opts_.mountpoint + " first";
+  if (auto err = unmount(opts_.mountpoint))
+    return std::string("refusing ") + signal + ": cannot unmount " + opts_.mountpoint + ": " +
+           *err;
+  log_info("%s: unmounted %s", signal, opts_.mountpoint.c_str());
+  return std::nullopt;
+}
+
+void server::announce() {
+  const char *role = !keeper_ ? "serving" : keeper_->failed_mode ? "failed mode: answering EIO for"
+                     : keeper_->takeover ? "took over" : "serving";
+  log_info("%s %s/%s: %s of %s memory on %s, %s cache of %s blocks, %s (%s)%s", role,
+           opts_.mountpoint.c_str(), opts_.name.c_str(), format_size(store_->size()).c_str(),
+           store_->backend(), store_->device().c_str(),
+           format_size(cache_->line_count() * opts_.block).c_str(),
+           format_size(opts_.block).c_str(), transport_->describe().c_str(),
+           fuse::describe(state_->terms).c_str(), keeper_ ? ", failover" : "");
+}
+
+int server::run() {
+  if (auto err = protect_process(own_state_.counters, &warnings_)) {
+    report_.failure(*err);
+    return 1;
+  }
+  for (std::string &w : option_warnings(opts_)) warnings_.push_back(std::move(w));
+  if (keeper_ && keeper_->takeover && !keeper_->failed_mode &&
+      fault_injection::takeover_fails(keeper_->takeover_number)) {
+    report_.failure("injected takeover failure");
+    return 1;
+  }
+  if (!open_store() || !lay_out_state() || !make_transport() || !connect()) return 1;
+  if (state_ != &own_state_) {
+    // The protections are this process's: record them in the shared state.
+    state_->counters.memory_locked = own_state_.counters.memory_locked;
+    state_->counters.io_flusher = own_state_.counters.io_flusher;
+    state_->counters.oom_protected = own_state_.counters.oom_protected;
+  }
+  std::unique_ptr<stop_signals> signals;
+  if (keeper_) {
+    watch_the_keeper();
+    if (keeper_->failed_mode) {
+      state_->failed.store(1);
+      failover::take_failed_swap_off(opts_.mountpoint + "/" + opts_.name);
+    }
+  } else {
+    signals = std::make_unique<stop_signals>(
+        [this](const char *signal) { return stop_refusal(signal); });
+  }
+  if (!report_.ready(warnings_) && mount_) {
+    // Whoever started us is gone (Ctrl-C on vramfs, a killed vramswap):
+    // the start was abandoned, so leave nothing mounted, unless something
+    // already opened the file.
+    if (auto err = mount_->abandon())
+      log_warn("the start of %s was interrupted, but it cannot be unmounted (%s): serving it",
+               opts_.mountpoint.c_str(), err->c_str());
+    else
+      log_info("the start of %s was interrupted; unmounted it", opts_.mountpoint.c_str());
+  }
+  announce();
+  transport_->join();  // until the connection ends
+  cache_->stop_writeback();
+  log_info("%s unmounted; exiting", opts_.mountpoint.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int run_server(const options &opts, startup_report &report, keeper_context *keeper) {
+  server s(opts, report, keeper);
+  return s.run();
+}
+
+}  // namespace vramfs
