@@ -291,17 +291,22 @@ cgroup_remove() {
 
 # --- kernel log --------------------------------------------------------------------------
 
-# uptime_now: seconds since boot, as the kernel log stamps its lines.
-uptime_now() { cut -d' ' -f1 /proc/uptime; }
+# kernel_log_mark: the stamp of the kernel log's last line (0 when it
+# cannot be read), for kernel_log_since.  The log's own stamps, not
+# /proc/uptime: the clock that stamps it stops while the machine sleeps.
+kernel_log_mark() {
+  dmesg 2>/dev/null | awk '/^\[ *[0-9]+\.[0-9]+\]/ { s = $0 } END {
+    sub(/^\[ */, "", s); sub(/\].*/, "", s); print (s == "" ? 0 : s) }'
+}
 
-# kernel_log_since SECONDS: the kernel log lines stamped at or after
-# SECONDS since boot.  Fails when the log cannot be read (dmesg_restrict).
+# kernel_log_since MARK: the kernel log lines stamped after MARK.  Fails
+# when the log cannot be read (dmesg_restrict).
 kernel_log_since() {
   local log
   log=$(dmesg 2>/dev/null) || return 1
   [ -n "$log" ] || return 1
   awk -v t="$1" '/^\[ *[0-9]+\.[0-9]+\]/ { s = $0; sub(/^\[ */, "", s); sub(/\].*/, "", s)
-    if (s + 0 >= t + 0) print }' <<<"$log"
+    if (s + 0 > t + 0) print }' <<<"$log"
 }
 
 # loop_read_errors /dev/loopN LOG: how many lines of LOG report a failed

@@ -311,6 +311,9 @@ kill -STOP "$SWAPPER_PID"
 kill -9 "$(daemon_pid "$DIR/gpu0")"
 sleep 0.5
 expect_broken 0 dead "pages swapped to it are lost and processes that touch them get SIGBUS" "$LOOP"
+# Its swap is still on at its priority: status must say to turn it off now.
+grep -q "its swap is still on at its priority, so pages swapped out to it now fail too; run 'vramswap stop --gpu 0 --dir $DIR' at once" <<<"$OUT" ||
+  fail "status does not say that a dead daemon's swap is still on and must be stopped at once"
 vs stop --dir "$DIR"
 expect_rc 1 "stop, a dead daemon, the victim's cgroup limited"
 grep -q "cgroup /${CG##*/} holds .* (or stop --force)" <<<"$ERR" || { show stop; fail "stop did not refuse for the victim's cgroup"; }
@@ -384,7 +387,10 @@ RC=0
 timeout 60 "$VRAMSWAP" status --dir "$DIR" >"$BASE/out" 2>&1 || RC=$?
 [ "$RC" != 124 ] || fail "status hangs on a daemon that does not answer"
 grep -q " unresponsive$" "$BASE/out" || { cat "$BASE/out"; fail "status does not show the stopped daemon as unresponsive"; }
-vs stop --dir "$DIR"
+RC=0
+timeout 60 "$VRAMSWAP" stop --dir "$DIR" >"$BASE/out" 2>"$BASE/err" || RC=$?
+OUT=$(cat "$BASE/out") ERR=$(cat "$BASE/err")
+[ "$RC" != 124 ] || fail "stop hangs on a daemon that does not answer"
 [ "$SECONDS" -lt 40 ] || fail "status and stop took $SECONDS s on a stopped daemon"
 expect_rc 1 "stop, a stopped daemon without swap"
 grep -q "gpu0: the vramfs daemon $STOPPED_DAEMON does not answer .*nothing is swapped to it" <<<"$ERR" ||
