@@ -16,6 +16,8 @@ info "make install DESTDIR=$dest"
 build_make install >"$dest.log" 2>&1 || { cat "$dest.log"; fail "make install failed"; }
 (cd "$dest" && find . | sort)
 vramswap=$(find "$dest" -path '*/sbin/vramswap')
+# The prefix, as configure set it (it may itself be named after vramfs).
+prefix=${vramswap%/sbin/vramswap}
 lib=$(find "$dest" -name vramswap-lib.sh)
 [ -x "$vramswap" ] || fail "no vramswap installed"
 [ -f "$lib" ] || fail "no vramswap-lib.sh installed"
@@ -28,6 +30,6 @@ info "make uninstall DESTDIR=$dest"
 build_make uninstall >"$dest.log" 2>&1 || { cat "$dest.log"; fail "make uninstall failed"; }
 left=$(find "$dest" -type f)
 [ -z "$left" ] || fail "files left after uninstall: $left"
-left=$(cd "$dest" && find . -path '*vramfs*' -o -path '*vramswap*')
+left=$(cd "$prefix" && find . -path '*vramfs*' -o -path '*vramswap*')
 [ -z "$left" ] || fail "folders of this package left after uninstall: $left"
 echo PASS
