@@ -1,6 +1,7 @@
 #!/bin/bash
 # Bad command lines: each answered with one clear line on stderr, a non-zero
 # exit status, and no mount left behind.
+# shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 requires_root
 requires_fuse

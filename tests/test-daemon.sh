@@ -1,6 +1,7 @@
 #!/bin/bash
 # The daemon's rules for a swap path: locked memory, a fixed pool of threads
 # that all carry IO_FLUSHER, and no exit while a loop device holds the file.
+# shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 requires_root
 requires_fuse
@@ -28,11 +29,11 @@ else
 fi
 
 info "a fixed pool of threads, never reaped"
-threads=$(ls "/proc/$pid/task" | wc -l)
+threads=$(find "/proc/$pid/task" -mindepth 1 -maxdepth 1 | wc -l)
 [ "$threads" -ge 8 ] || fail "only $threads threads for 6 workers, write-back and signals"
 "$VRAMFS_IO" random "$mnt/swapfile" 500 $((1 << 20)) 1 >/dev/null
 sleep 1
-[ "$(ls "/proc/$pid/task" | wc -l)" -eq "$threads" ] || fail "the thread count changed under load"
+[ "$(find "/proc/$pid/task" -mindepth 1 -maxdepth 1 | wc -l)" -eq "$threads" ] || fail "the thread count changed under load"
 
 info "IO_FLUSHER on every thread"
 if [ "$(stat_value "$mnt" io_flusher)" = 1 ]; then

@@ -2,6 +2,7 @@
 # Device failures, injected with VRAMFS_INJECT_FAULT: an I/O error for the
 # request that met it, counted, and nothing lost; a lost device answers every
 # request with an error at once and never hangs.
+# shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 requires_root
 requires_fuse

@@ -1,5 +1,6 @@
 #!/bin/bash
 # Reads and writes through the mount, verified byte for byte.
+# shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 requires_root
 requires_fuse

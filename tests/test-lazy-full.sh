@@ -3,12 +3,13 @@
 # cannot be placed fails with ENOSPC at once (no hang), is counted and
 # logged, what was written stays readable, and once the other program frees
 # its memory the same writes succeed.  Needs a GPU; skipped elsewhere.
+# shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 requires_root
 requires_fuse
 requires_gpu
-"$VRAMFS" --version | grep -q cuda || skip "this vramfs was built without CUDA"
-[ -x "${VRAM_HOG:-}" ] || skip "no vram-hog program (it is built only with CUDA)"
+"$VRAMFS" --version | grep -q cuda || skip_optional "this vramfs was built without CUDA"
+[ -x "${VRAM_HOG:-}" ] || skip_optional "no vram-hog program (it is built only with CUDA)"
 
 dir=$(make_tempdir)
 mnt=$dir/mnt

@@ -1,5 +1,6 @@
 #!/bin/bash
 # The man pages: clean for groff and mandoc, and in step with --help.
+# shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 
 : "${MAN_DIR:?MAN_DIR: the folder of the built man pages}"

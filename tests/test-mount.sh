@@ -1,5 +1,6 @@
 #!/bin/bash
 # Mount and unmount: what a user sees in the mount, and a clean exit.
+# shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 requires_root
 requires_fuse
@@ -11,6 +12,7 @@ pid=$(daemon_pid "$mnt")
 [ -n "$pid" ] || fail "no daemon found for $mnt"
 
 info "the mount holds the data file and .stats"
+# shellcheck disable=SC2012 # what ls shows a user is the point
 [ "$(ls -A "$mnt" | sort | tr '\n' ' ')" = ".stats swapfile " ] || fail "unexpected entries: $(ls -A "$mnt")"
 [ "$(stat -c '%s %a %U' "$mnt/swapfile")" = "134217728 600 root" ] ||
   fail "swapfile is $(stat -c '%s %a %U' "$mnt/swapfile")"

@@ -6,6 +6,7 @@
 #
 # VRAMFS_SOAK_SECONDS (default 20) and VRAMFS_SOAK_PROCS (default 3) make
 # it longer or wider; tests/run-gpu runs it on the GPU with backend=cuda.
+# shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 requires_root
 requires_fuse

@@ -2,6 +2,7 @@
 # The whole path: vramfs -> loop device with direct I/O -> mkswap -> swapon,
 # and a process in a memory cgroup that works on four times its limit, with
 # every page verified after its trip through swap.
+# shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 requires_root
 requires_fuse

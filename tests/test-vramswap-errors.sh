@@ -6,12 +6,14 @@
 # simulated with fake losetup/mkswap/swapon/swapoff/vramfs/nvidia-smi.
 
 : "${TESTS_DIR:=$(cd "$(dirname "$0")" && pwd)}"
+# shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 requires_root
 requires_fuse
 requires_loop
 requires_swap
 
+# shellcheck source=tests/vramswap_functions.sh
 . "$TESTS_DIR/vramswap_functions.sh"
 REAL_LOSETUP=$(command -v losetup)
 REAL_SWAPON=$(command -v swapon)
@@ -29,7 +31,7 @@ vramfs_daemons_under() { # pids of vramfs daemons serving a mount under PATH
 # not created (or was removed again).
 assert_nothing() { # WHAT
   [ -z "$(loops_under "$BASE")" ] || fail "$1: loop devices left: $(loops_under "$BASE")"
-  [ -z "$(mounts_under "$BASE")" ] || fail "$1: mounts left: $(mounts_under "$BASE")"
+  [ -z "$(vramfs_mounts_under "$BASE")" ] || fail "$1: mounts left: $(vramfs_mounts_under "$BASE")"
   [ ! -e "$DIR" ] || fail "$1: $DIR was left behind: $(ls -A "$DIR")"
   sleep 0.1
   [ -z "$(vramfs_daemons_under "$BASE")" ] || fail "$1: vramfs daemons left: $(vramfs_daemons_under "$BASE")"
@@ -111,6 +113,12 @@ expect_usage_error "bad --priority value 'high'" start "${H[@]}" --priority high
 expect_usage_error "bad --backend value 'opencl'" start "${H[@]}" --backend opencl
 expect_usage_error "bad --gpu value 'x'" start "${H[@]}" --gpu x
 expect_usage_error "bad --gpu value '1,,2'" start "${H[@]}" --gpu 1,,2
+expect_usage_error "bad --transport value 'tcp': expected dev or uring" start "${H[@]}" --transport tcp
+expect_usage_error "bad --queue-depth value '0': expected a number from 1 to 65535" start "${H[@]}" --queue-depth 0
+expect_usage_error "bad --queue-depth value 'deep'" start "${H[@]}" --queue-depth deep
+expect_usage_error "unknown option --force for start" start "${H[@]}" --force
+expect_usage_error "option --force takes no value" stop --dir "$DIR" --force=yes
+expect_usage_error "unknown option --stripes for stop" stop --dir "$DIR" --stripes 2
 expect_usage_error "option --gpu needs a value" start "${H[@]}" --gpu
 expect_usage_error "option --dir needs a value" start --backend host --size 64M --dir ""
 expect_usage_error "--backend host needs --size" start --backend host --dir "$DIR"
@@ -141,6 +149,9 @@ bad_conf 'BACKEND=opencl' "bad BACKEND value 'opencl': expected cuda or host"
 bad_conf 'SIZE=lots' "bad SIZE value 'lots'"
 bad_conf 'CACHE=10%' "bad CACHE value '10%'"
 bad_conf 'GPU=all,0' "bad GPU value 'all,0'"
+bad_conf 'STRIPES=0' "bad STRIPES value '0': expected a number from 1 to 16"
+bad_conf 'TRANSPORT=fast' "bad TRANSPORT value 'fast': expected dev or uring"
+bad_conf 'QUEUE_DEPTH=-4' "bad QUEUE_DEPTH value '-4'"
 bad_conf 'DIR=relative/path' "bad DIR value 'relative/path': expected an absolute path"
 bad_conf 'just some words' "expected KEY=value"
 # The file is parsed, never sourced: nothing in it runs.
@@ -212,7 +223,7 @@ rollback_case() {
 
 info "no free loop device (losetup fails)"
 fake losetup 'echo "losetup: cannot find an unused loop device" >&2; exit 1'
-rollback_case "losetup failing" "gpu0: attaching a loop device (losetup) failed: losetup: cannot find an unused loop device"
+rollback_case "losetup failing" "gpu0: attaching a loop device (losetup) failed: losetup failed: losetup: cannot find an unused loop device"
 info "... with a DIR of several new levels and spaces: all of them removed"
 SAVED_DIR=$DIR
 DIR="$BASE/new dir/deeper/run"
@@ -222,7 +233,7 @@ DIR=$SAVED_DIR
 
 info "a loop device without direct I/O is refused"
 fake losetup "args=(); for a in \"\$@\"; do [ \"\$a\" = --direct-io=on ] || args+=(\"\$a\"); done; exec $REAL_LOSETUP \"\${args[@]}\""
-rollback_case "loop without dio" "gpu0: direct I/O check failed: /dev/loop[0-9]* has dio=0, not 1"
+rollback_case "loop without dio" "gpu0: attaching a loop device (losetup) failed: /dev/loop[0-9]* has dio=0, not 1"
 
 info "mkswap fails"
 fake mkswap 'echo "mkswap: error: swap area needs to be at least 40 KiB" >&2; exit 1'
@@ -238,18 +249,89 @@ touch $BASE/swapon-once; exec $REAL_SWAPON \"\$@\""
 rollback_case "second swapon failing" "gpu1: swapon .* failed" 0,1
 grep -q "rolling back: swapoff" <<<"$ERR" || fail "the first GPU's swap was not turned off again"
 
+info "a signal while losetup attaches: the new loop device is rolled back too"
+# The fake attaches for real, then sends SIGTERM to the vramswap that runs
+# it (the outermost process running VRAMSWAP), before vramswap has seen the
+# device's name: only an undo entry pushed before the step can find it.
+cat >"$BASE/interrupting-losetup" <<EOF
+#!/bin/bash
+[[ " \$* " == *' --find '* ]] || exec $REAL_LOSETUP "\$@"
+$REAL_LOSETUP "\$@"
+p=\$PPID top=
+while [ "\$p" -gt 1 ]; do
+  [ "\$(tr '\\0' '\\n' </proc/\$p/cmdline | sed -n 2p)" != "$VRAMSWAP" ] || top=\$p
+  p=\$(awk '{ print \$4 }' /proc/\$p/stat)
+done
+kill -TERM "\$top"
+sleep 0.5
+EOF
+fake losetup "exec bash $BASE/interrupting-losetup \"\$@\""
+PATH=$FAKE_PATH vs start --backend host --size 64M --dir "$DIR"
+expect_rc 130 "start interrupted while losetup attaches"
+grep -q "^vramswap: interrupted" <<<"$ERR" || { show start; fail "the interrupted start does not say so"; }
+echo "  -> $(tr '\n' ' ' <<<"$ERR")"
+assert_nothing "start interrupted while losetup attaches"
+
+info "--transport and --queue-depth reach vramfs; uring turns on enable_uring"
+cat >"$BASE/fake-vramfs" <<EOF
+#!/bin/bash
+echo "\$*" >"$BASE/vramfs-args"
+echo "vramfs: unknown option transport" >&2
+exit 1
+EOF
+URING=$BASE/enable_uring
+echo N >"$URING"
+VRAMSWAP_URING_PARAM=$URING VRAMFS=$BASE/fake-vramfs vs start "${H[@]}" --transport dev --queue-depth 8
+expect_rc 1 "start --transport dev (a vramfs that refuses it)"
+grep -q -- "-o .*,transport=dev,queue_depth=8" "$BASE/vramfs-args" || fail "vramfs got: $(cat "$BASE/vramfs-args")"
+[ "$(cat "$URING")" = N ] || fail "--transport dev turned enable_uring on"
+assert_nothing "start --transport dev, vramfs failing"
+VRAMSWAP_URING_PARAM=$URING VRAMFS=$BASE/fake-vramfs vs start "${H[@]}"
+! grep -q "transport=\|queue_depth=" "$BASE/vramfs-args" ||
+  fail "vramfs got a transport without --transport: $(cat "$BASE/vramfs-args")"
+printf 'TRANSPORT=uring\nQUEUE_DEPTH=32\n' >"$BASE/uring.conf"
+VRAMSWAP_CONF=$BASE/uring.conf VRAMSWAP_URING_PARAM=$URING VRAMFS=$BASE/fake-vramfs vs start "${H[@]}"
+expect_rc 1 "start with TRANSPORT=uring (a vramfs that refuses it)"
+grep -q -- "-o .*,transport=uring,queue_depth=32" "$BASE/vramfs-args" || fail "vramfs got: $(cat "$BASE/vramfs-args")"
+[ "$(cat "$URING")" = Y ] || fail "TRANSPORT=uring did not turn enable_uring on"
+assert_nothing "start with TRANSPORT=uring, vramfs failing"
+
+info "... where the kernel has no enable_uring, or it cannot be set: one line, nothing started"
+rm -f "$BASE/vramfs-args"
+VRAMSWAP_URING_PARAM=$BASE/missing VRAMFS=$BASE/fake-vramfs vs start "${H[@]}" --transport uring
+expect_rc 1 "start --transport uring without enable_uring"
+[ "$(wc -l <<<"$ERR")" = 1 ] || { show start; fail "not one line"; }
+grep -q "^vramswap: --transport uring: this kernel's fuse module has no $BASE/missing .*; nothing started$" <<<"$ERR" ||
+  { show start; fail "a kernel without enable_uring is not reported as such"; }
+[ ! -e "$BASE/vramfs-args" ] || fail "vramfs ran although enable_uring is missing"
+assert_nothing "start --transport uring without enable_uring"
+echo N >"$URING"
+chmod 444 "$URING"
+# Root without CAP_DAC_OVERRIDE cannot write a read-only file.
+RC=0
+VRAMSWAP_URING_PARAM=$URING VRAMFS=$BASE/fake-vramfs setpriv --bounding-set=-dac_override \
+  "$VRAMSWAP" start "${H[@]}" --transport uring >"$BASE/out" 2>"$BASE/err" || RC=$?
+OUT=$(cat "$BASE/out") ERR=$(cat "$BASE/err")
+expect_rc 1 "start --transport uring, enable_uring read-only"
+grep -q "^vramswap: --transport uring: cannot turn on FUSE over io_uring (writing Y to $URING failed); nothing started$" <<<"$ERR" ||
+  { show start; fail "an enable_uring that cannot be set is not reported as such"; }
+[ ! -e "$BASE/vramfs-args" ] || fail "vramfs ran although enable_uring could not be set"
+assert_nothing "start --transport uring, enable_uring read-only"
+
 info "what was already active before the start is left alone"
+# The fake swapon of "the second GPU fails" again.
+FAKE_PATH=$BASE/fake-swapon:$PATH
 vs start --backend host --size 64M --dir "$DIR"
 expect_rc 0 "start gpu0"
 LOOP=$(loops_under "$DIR/gpu0")
-in_swaps "$LOOP" || fail "gpu0 did not start"
+swap_active "$LOOP" || fail "gpu0 did not start"
 rm -f "$BASE/swapon-once"
 touch "$BASE/swapon-once"
 PATH=$FAKE_PATH vs start --backend host --size 64M --dir "$DIR" --gpu 0,1
 expect_rc 1 "start --gpu 0,1 with gpu0 active"
 grep -q "gpu0: already active" <<<"$OUT" || { show start; fail "gpu0 not reported as already active"; }
 grep -q "gpu1: swapon .* failed" <<<"$ERR" || { show start; fail "the gpu1 failure is not reported"; }
-in_swaps "$LOOP" || fail "a failed start rolled back gpu0, which it did not create"
+swap_active "$LOOP" || fail "a failed start rolled back gpu0, which it did not create"
 [ "$(loops_under "$DIR/gpu0")" = "$LOOP" ] || fail "gpu0's loop device changed"
 [ -z "$(loops_under "$DIR/gpu1")" ] || fail "gpu1's loop device was left"
 ! mountpoint -q "$DIR/gpu1" || fail "gpu1 was left mounted"
@@ -262,9 +344,11 @@ PID=$(daemon_pid "$DIR/gpu0")
 fake swapoff 'echo "swapoff: $1: swapoff failed: Cannot allocate memory" >&2; exit 255'
 PATH=$FAKE_PATH vs stop --dir "$DIR"
 expect_rc 1 "stop with swapoff failing"
-grep -q "^vramswap: gpu0: swapoff $LOOP failed: swapoff: $LOOP: swapoff failed: Cannot allocate memory; .*Left running" <<<"$ERR" ||
+# With RAM to spare the message says what swapoff said, and no guess that
+# RAM was short.
+grep -q "^vramswap: gpu0: swapoff $LOOP failed: swapoff: $LOOP: swapoff failed: Cannot allocate memory; left running$" <<<"$ERR" ||
   { show stop; fail "stop does not explain the swapoff failure"; }
-in_swaps "$LOOP" || fail "the swap went away although swapoff failed"
+swap_active "$LOOP" || fail "the swap went away although swapoff failed"
 [ "$(loops_under "$DIR/gpu0")" = "$LOOP" ] || fail "the loop device went away although swapoff failed"
 mountpoint -q "$DIR/gpu0" || fail "the mount went away although swapoff failed"
 alive "$PID" || fail "the daemon was stopped although its swap is active"
@@ -275,7 +359,7 @@ info "a real stop then cleans up"
 vs stop --dir "$DIR"
 expect_rc 0 "stop"
 [ -z "$(loops_under "$BASE")" ] || fail "loop devices left after stop"
-[ -z "$(mounts_under "$BASE")" ] || fail "mounts left after stop"
-! in_swaps "$LOOP" || fail "$LOOP is still swap"
+[ -z "$(vramfs_mounts_under "$BASE")" ] || fail "mounts left after stop"
+! swap_active "$LOOP" || fail "$LOOP is still swap"
 [ ! -e "$DIR/gpu0" ] || fail "stop left $DIR/gpu0"
 echo "PASS"

@@ -1,15 +1,18 @@
 #!/bin/bash
 # vramswap on the machine's real GPUs (backend cuda): start --gpu all gives
 # one swap per GPU at equal priority, a memory-limited process swaps through
-# them with every page verified, a GPU that does not exist is refused, and
-# stop leaves nothing behind.  Skipped where there is no GPU.
+# them with every page verified and its pages written to VRAM, a GPU that
+# does not exist is refused, and stop leaves nothing behind.  Skipped where
+# there is no GPU.
+: "${TESTS_DIR:=$(cd "$(dirname "$0")" && pwd)}"
+# shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 requires_root
 requires_fuse
 requires_loop
 requires_swap
 requires_gpu
-"$VRAMFS" --version | grep -q cuda || skip "this vramfs was built without CUDA"
+"$VRAMFS" --version | grep -q cuda || skip_optional "this vramfs was built without CUDA"
 : "${VRAMSWAP:=$TESTS_DIR/../scripts/vramswap}"
 
 base=$(make_tempdir)
@@ -38,12 +41,24 @@ done
   fail "the VRAM swaps do not all have priority 50: $(cat /proc/swaps)"
 
 info "a process limited to 64 MiB works on 256 MiB through them"
+declare -A writes_before=()
+for ((g = 0; g < gpus; g++)); do writes_before[$g]=$(stat_value "$dir/gpu$g" write_bytes); done
 cg=$(make_memory_cgroup 64)
 run_in_cgroup "$cg" "$VRAMFS_IO" swapper 256 3 17 || fail "pages came back wrong"
+written=0
 for ((g = 0; g < gpus; g++)); do
-  echo "gpu$g: $(grep -E '^(write_bytes|read_bytes|errors) ' "$dir/gpu$g/.stats" | tr '\n' ' ')"
+  echo "gpu$g: $(grep -E '^(vram_bytes|data_bytes|write_bytes|read_bytes|errors) ' "$dir/gpu$g/.stats" | tr '\n' ' ')"
   [ "$(stat_value "$dir/gpu$g" errors)" = 0 ] || fail "gpu$g counted errors"
+  [ "$(stat_value "$dir/gpu$g" backend)" = cuda ] || fail "gpu$g is not served from VRAM"
+  w=$(( $(stat_value "$dir/gpu$g" write_bytes) - writes_before[$g] ))
+  # Equal priority: the kernel hands swap-outs to every GPU in turn.
+  [ "$w" -gt 0 ] || fail "nothing was swapped out to gpu$g"
+  written=$((written + w))
 done
+# What the process could not keep under its limit went out through vramfs
+# to VRAM (the backend is cuda; vram_bytes holds the whole size).
+[ "$written" -ge $(((256 - 64) << 20)) ] ||
+  fail "only $((written >> 20)) MiB were swapped out to the GPUs: the process did not swap through VRAM"
 
 info "stop"
 "$VRAMSWAP" stop --dir "$dir"

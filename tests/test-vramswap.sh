@@ -1,35 +1,35 @@
 #!/bin/bash
 # vramswap for real: start, status, stop, start twice, defaults from the
-# config file, several instances, stop while a process has pages in the swap,
-# and the broken states status must show (mount without swap, daemon gone,
-# swap without mount).  Backend host: RAM stands in for VRAM.
+# config file, several instances, a relative --dir that a plain status and
+# stop still find, stop while a process has pages in the swap (refused
+# while its memory-limited cgroup could not take them back), and the broken
+# states status must show and stop must end cleanly (mount without swap,
+# daemon gone, daemon stopped, swap without mount).  Backend host: RAM
+# stands in for VRAM.
 
 : "${TESTS_DIR:=$(cd "$(dirname "$0")" && pwd)}"
+# shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 requires_root
 requires_fuse
 requires_loop
 requires_swap
 
+# shellcheck source=tests/vramswap_functions.sh
 . "$TESTS_DIR/vramswap_functions.sh"
 SWAPPER_PID=
 ORPHAN_LOOP=
 CG=
 STOPPED_DAEMON=
 
-vs_teardown_first() {
+cleanup_first() {
   # A daemon stopped on purpose must run again, or swapoff would wait on it.
   [ -z "$STOPPED_DAEMON" ] || kill -CONT "$STOPPED_DAEMON" 2>/dev/null
-  # The memory-limited swapper first: swapoff could not bring its pages
-  # back into a 64M cgroup.
-  [ -z "$SWAPPER_PID" ] || kill -9 "$SWAPPER_PID" 2>/dev/null
-  [ -z "$CG" ] || xargs -r kill -9 <"$CG/cgroup.procs" 2>/dev/null
-  sleep 0.2
-  # A loop device whose mount was lazily unmounted: its file reads /swapfile.
-  if [ -n "$ORPHAN_LOOP" ] &&
-    [ "$(cat "/sys/block/${ORPHAN_LOOP#/dev/}/loop/backing_file" 2>/dev/null)" = /swapfile ]; then
-    swapoff "$ORPHAN_LOOP" 2>/dev/null
-    losetup -d "$ORPHAN_LOOP" 2>/dev/null
+  # A loop device whose mount was lazily unmounted: its file reads
+  # /swapfile, not a path under BASE.
+  if [ -n "$ORPHAN_LOOP" ] && [ "$(loop_backing "$ORPHAN_LOOP")" = /swapfile ]; then
+    register swap "$ORPHAN_LOOP"
+    register loop "$ORPHAN_LOOP"
   fi
 }
 
@@ -40,12 +40,13 @@ swap_size_kib() { awk -v d="$1" '$1 == d { print $3 }' /proc/swaps; }
 assert_clean() { # WHAT
   local dev
   [ -z "$(loops_under "$BASE")" ] || fail "$1: loop devices left: $(loops_under "$BASE")"
-  [ -z "$(mounts_under "$BASE")" ] || fail "$1: mounts left: $(mounts_under "$BASE")"
+  [ -z "$(vramfs_mounts_under "$BASE")" ] || fail "$1: mounts left: $(vramfs_mounts_under "$BASE")"
+  ! grep -q "^$BASE/" <(mount_table | cut -f4) || fail "$1: mounts left: $(mount_table | grep "$BASE/")"
   # Every loop device a test saw (loop_of runs in command substitutions,
   # so they are kept in a file).
   [ -f "$BASE/seen" ] || return 0
   while read -r dev; do
-    ! in_swaps "$dev" || fail "$1: $dev is still swap"
+    ! swap_active "$dev" || fail "$1: $dev is still swap"
   done <"$BASE/seen"
 }
 
@@ -73,10 +74,10 @@ loop_of() {
 assert_active() { # N PRIORITY
   local loop
   mountpoint -q "$DIR/gpu$1" || fail "gpu$1: $DIR/gpu$1 is not mounted"
-  [ "$(mounts_under "$DIR/gpu$1")" = "$DIR/gpu$1" ] || fail "gpu$1: not a fuse.vramfs mount"
+  [ "$(vramfs_mounts_under "$DIR/gpu$1")" = "$DIR/gpu$1" ] || fail "gpu$1: not a fuse.vramfs mount"
   loop=$(loop_of "$1")
   [ "$(cat "/sys/block/${loop#/dev/}/loop/dio")" = 1 ] || fail "gpu$1: $loop without direct I/O"
-  in_swaps "$loop" || fail "gpu$1: $loop is not in /proc/swaps"
+  swap_active "$loop" || fail "gpu$1: $loop is not in /proc/swaps"
   [ "$(swap_prio "$loop")" = "$2" ] || fail "gpu$1: priority $(swap_prio "$loop"), expected $2"
 }
 
@@ -122,11 +123,11 @@ grep -Eq "^0 +host +$DIR/gpu0 +$LOOP +1 +256M +[^ ]+ +7 +256M .* active$" <<<"$O
   fail "status has no active row for gpu0"
 
 info "start again: says already active, changes nothing"
-before=$(loops_under "$BASE"; mounts_under "$BASE"; awk -v d="$LOOP" '$1 == d { print $1, $3, $5 }' /proc/swaps)
+before=$(loops_under "$BASE"; vramfs_mounts_under "$BASE"; awk -v d="$LOOP" '$1 == d { print $1, $3, $5 }' /proc/swaps)
 vs start --backend host --size 256M --priority 7 --dir "$DIR"
 expect_rc 0 "second start"
 grep -q "gpu0: already active" <<<"$OUT" || fail "second start says: $OUT"
-after=$(loops_under "$BASE"; mounts_under "$BASE"; awk -v d="$LOOP" '$1 == d { print $1, $3, $5 }' /proc/swaps)
+after=$(loops_under "$BASE"; vramfs_mounts_under "$BASE"; awk -v d="$LOOP" '$1 == d { print $1, $3, $5 }' /proc/swaps)
 [ "$before" = "$after" ] || fail "second start changed things: before: $before after: $after"
 [ "$(daemon_pid "$DIR/gpu0")" = "$PID" ] || fail "second start replaced the daemon"
 
@@ -171,7 +172,7 @@ info "stop --gpu 1 stops only gpu1"
 LOOP1=$(loop_of 1)
 VRAMSWAP_CONF=$CONF vs stop --gpu 1
 expect_rc 0 "stop --gpu 1"
-! in_swaps "$LOOP1" || fail "gpu1 is still swap"
+! swap_active "$LOOP1" || fail "gpu1 is still swap"
 ! mountpoint -q "$DIR/gpu1" || fail "gpu1 is still mounted"
 assert_active 0 5
 
@@ -192,7 +193,7 @@ expect_rc 0 "start with spaces in DIR"
 LOOP=$(loops_under "$SDIR/gpu0")
 echo "$LOOP" >>"$BASE/seen"
 [ -n "$LOOP" ] || fail "no loop device for $SDIR/gpu0"
-in_swaps "$LOOP" || fail "no swap for $SDIR/gpu0"
+swap_active "$LOOP" || fail "no swap for $SDIR/gpu0"
 mountpoint -q "$SDIR/gpu0" || fail "$SDIR/gpu0 is not mounted"
 vs status --dir "$SDIR"
 expect_rc 0 "status with spaces in DIR"
@@ -200,6 +201,30 @@ grep -q "$SDIR/gpu0 .* active$" <<<"$OUT" || { echo "$OUT"; fail "status does no
 vs stop --dir "$SDIR"
 expect_rc 0 "stop with spaces in DIR"
 assert_clean "after stop with spaces in DIR"
+
+info "a relative --dir: a plain status and stop (no --dir) find it"
+(cd "$BASE" && vs start --backend host --size 64M --dir rel/run && expect_rc 0 "start --dir rel/run")
+mountpoint -q "$BASE/rel/run/gpu0" || fail "start --dir rel/run did not mount $BASE/rel/run/gpu0"
+vs status
+expect_rc 0 "status without --dir, an instance under $BASE/rel/run"
+grep -q "^0 .*$BASE/rel/run/gpu0 .* active$" <<<"$OUT" || { show status; fail "a plain status does not show $BASE/rel/run/gpu0"; }
+vs stop --gpu 0
+expect_rc 0 "stop --gpu 0 without --dir"
+grep -q "gpu0: stopped" <<<"$OUT" || { show stop; fail "a plain stop did not stop $BASE/rel/run/gpu0"; }
+assert_clean "after a plain stop of an instance under a relative --dir"
+
+info "status without root says it needs root"
+vs start --backend host --size 64M --dir "$DIR"
+expect_rc 0 "start for the status-without-root test"
+RC=0
+OUT=$(setpriv --reuid=65534 --regid=65534 --clear-groups env VRAMSWAP_CONF=/nonexistent \
+  "$VRAMSWAP" status --dir "$DIR" 2>&1) || RC=$?
+echo "$OUT"
+[ "$RC" = 1 ] || fail "status without root: exit status $RC, expected 1"
+grep -q "^vramswap: status needs root" <<<"$OUT" || fail "status without root does not say it needs root"
+! grep -q unresponsive <<<"$OUT" || fail "status without root calls a healthy swap unresponsive"
+vs stop --dir "$DIR"
+expect_rc 0 "stop after the status-without-root test"
 
 # --- stop while a process has pages in the swap ---------------------------------
 
@@ -221,12 +246,35 @@ swapper_in_swap() {
 }
 
 info "stop while a memory-limited process has pages in the swap"
-vs start --backend host --size 512M --dir "$DIR"
+# Two instances at one priority: the swapper's pages go to both.
+vs start --backend host --size 256M --gpu 0,1 --dir "$DIR"
 expect_rc 0 "start for the pressure test"
+LOOP1=$(loop_of 1)
 LOOP=$(loop_of 0)
 # 256 MiB in a 64 MiB cgroup: most of it must go through the swap, every
 # page is checked on each pass.
 swapper_in_swap 64 256 8 11 "$BASE/swapper.out"
+info "... refused while the swapper's cgroup could not take its pages back"
+vs stop --dir "$DIR" --gpu 0
+expect_rc 1 "stop with a memory-limited cgroup in the swap"
+echo "$ERR"
+grep -Eq "^vramswap: cgroup /${CG##*/} holds [0-9]+ MiB in swap and has [0-9]+ MiB of headroom; its processes would be OOM-killed; raise its limit or stop them first" <<<"$ERR" ||
+  { show stop; fail "stop does not name the cgroup whose processes swapoff would OOM-kill"; }
+swap_active "$LOOP" || fail "the refused stop turned the swap off"
+alive "$SWAPPER_PID" || fail "the swapper died in the refused stop"
+info "... --force stops gpu0 anyway (the cgroup makes room in gpu1's swap)"
+kill -STOP "$SWAPPER_PID"
+vs stop --dir "$DIR" --gpu 0 --force
+echo "$ERR"
+expect_rc 0 "stop --gpu 0 --force"
+grep -q "^vramswap: cgroup /${CG##*/} holds .* --force: its processes may be OOM-killed" <<<"$ERR" ||
+  { show stop; fail "stop --force does not name the cgroup at risk"; }
+! swap_active "$LOOP" || fail "stop --force left gpu0's swap on"
+swap_active "$LOOP1" || fail "stop --gpu 0 --force turned gpu1's swap off"
+alive "$SWAPPER_PID" || fail "the swapper died in stop --force"
+kill -CONT "$SWAPPER_PID"
+info "... and a plain stop goes through once the limit is raised"
+LOOP=$LOOP1
 unlimit_cgroup "$CG"
 used=$(swap_used_kib "$LOOP")
 alive "$SWAPPER_PID" || fail "the swapper finished before stop; nothing was tested"
@@ -256,13 +304,21 @@ vs start --backend host --size 256M --dir "$DIR"
 expect_rc 0 "start for the killed-daemon test"
 LOOP=$(loop_of 0)
 swapper_in_swap 32 96 1000 12 "$BASE/victim.out"
-# Stopped, so that it touches nothing until the teardown is over, and
-# unlimited, so that swapoff can charge it for what it reads back.
+# Stopped, so that it touches nothing until the teardown is over.  Its
+# limit stays at first: swapoff charges it for the pages it tries to read
+# back, even from a dead daemon, so stop refuses.
 kill -STOP "$SWAPPER_PID"
-unlimit_cgroup "$CG"
 kill -9 "$(daemon_pid "$DIR/gpu0")"
 sleep 0.5
 expect_broken 0 dead "pages swapped to it are lost and processes that touch them get SIGBUS" "$LOOP"
+# Its swap is still on at its priority: status must say to turn it off now.
+grep -q "its swap is still on at its priority, so pages swapped out to it now fail too; run 'vramswap stop --gpu 0 --dir $DIR' at once" <<<"$OUT" ||
+  fail "status does not say that a dead daemon's swap is still on and must be stopped at once"
+vs stop --dir "$DIR"
+expect_rc 1 "stop, a dead daemon, the victim's cgroup limited"
+grep -q "cgroup /${CG##*/} holds .* (or stop --force)" <<<"$ERR" || { show stop; fail "stop did not refuse for the victim's cgroup"; }
+swap_active "$LOOP" || fail "the refused stop turned the swap off"
+unlimit_cgroup "$CG"
 vs stop --dir "$DIR"
 expect_rc 1 "stop after the daemon was killed with pages in the swap"
 echo "$ERR"
@@ -321,9 +377,25 @@ expect_broken 0 unresponsive "gpu0: the vramfs daemon does not answer" "$LOOP"
 vs stop --dir "$DIR"
 expect_rc 1 "stop with an unresponsive daemon"
 echo "$ERR"
-grep -q "gpu0: the vramfs daemon does not answer.*swapoff would wait on it" <<<"$ERR" ||
+grep -Eq "gpu0: the vramfs daemon $STOPPED_DAEMON does not answer.*swapoff would wait on it" <<<"$ERR" ||
   fail "stop does not say why it refused"
-in_swaps "$LOOP" || fail "stop turned the swap off although the daemon does not answer"
+swap_active "$LOOP" || fail "stop turned the swap off although the daemon does not answer"
+info "... and without swap: status and stop still end, within their deadlines"
+swapoff "$LOOP"
+SECONDS=0
+RC=0
+timeout 60 "$VRAMSWAP" status --dir "$DIR" >"$BASE/out" 2>&1 || RC=$?
+[ "$RC" != 124 ] || fail "status hangs on a daemon that does not answer"
+grep -q " unresponsive$" "$BASE/out" || { cat "$BASE/out"; fail "status does not show the stopped daemon as unresponsive"; }
+RC=0
+timeout 60 "$VRAMSWAP" stop --dir "$DIR" >"$BASE/out" 2>"$BASE/err" || RC=$?
+OUT=$(cat "$BASE/out") ERR=$(cat "$BASE/err")
+[ "$RC" != 124 ] || fail "stop hangs on a daemon that does not answer"
+[ "$SECONDS" -lt 40 ] || fail "status and stop took $SECONDS s on a stopped daemon"
+expect_rc 1 "stop, a stopped daemon without swap"
+grep -q "gpu0: the vramfs daemon $STOPPED_DAEMON does not answer .*nothing is swapped to it" <<<"$ERR" ||
+  { show stop; fail "stop does not say why it left the stopped daemon"; }
+is_mounted "$DIR/gpu0" || fail "stop unmounted a daemon that does not answer"
 kill -CONT "$STOPPED_DAEMON"
 STOPPED_DAEMON=
 vs stop --dir "$DIR"
@@ -331,18 +403,34 @@ expect_rc 0 "stop once the daemon answers again"
 assert_clean "after stopping the resumed instance"
 
 info "swap whose mount was lazily unmounted: status says so, stop cleans up"
-vs start --backend host --size 64M --dir "$DIR"
+vs start --backend host --size 256M --dir "$DIR"
 expect_rc 0 "start for the no-mount test"
 LOOP=$(loop_of 0)
 PID=$(daemon_pid "$DIR/gpu0")
 ORPHAN_LOOP=$LOOP
+# Pages in the swap, which stop reads back through the loop device: the
+# daemon serves them although its mount is gone, so nothing is lost.
+swapper_in_swap 32 96 4 13 "$BASE/lazy.out"
+kill -STOP "$SWAPPER_PID"
+unlimit_cgroup "$CG"
 umount -l "$DIR/gpu0"
 expect_broken 0 no-mount "gpu0: swap on $LOOP but its vramfs mount is gone" "$LOOP"
 vs stop --dir "$DIR"
-expect_rc 0 "stop without mount"
-in_swaps "$LOOP" && fail "$LOOP is still swap after stop"
+show stop
+expect_rc 0 "stop without mount, pages in the swap"
+! grep -q "could not be read back" <<<"$ERR" || fail "stop reports lost pages although the daemon served them"
+swap_active "$LOOP" && fail "$LOOP is still swap after stop"
 ORPHAN_LOOP=
 assert_clean "after stopping the unmounted instance"
+info "... every page the process had in the swap came back"
+kill -CONT "$SWAPPER_PID"
+rc=0
+wait "$SWAPPER_PID" || rc=$?
+SWAPPER_PID=
+cat "$BASE/lazy.out"
+if [ "$rc" != 0 ] || ! grep -q verified "$BASE/lazy.out"; then
+  fail "the process failed (exit $rc) after stop read its pages back from a lazily unmounted instance"
+fi
 ! alive "$PID" || fail "the daemon $PID still runs after stop"
 
 info "finally: no swap, loop device or mount of ours is left"

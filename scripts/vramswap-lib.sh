@@ -1,0 +1,361 @@
+# shellcheck shell=bash
+# vramswap-lib.sh: shell functions shared by vramswap(8), the integration
+# tests and bench/run.  Sourced, never run; needs bash.
+#
+# Three rules hold for every function here:
+# - Whatever touches a vramfs mount runs under a deadline (bounded): a daemon
+#   that stops answering (SIGSTOP, a hung GPU) must not hang its caller.  The
+#   mount table, sysfs and /proc never wait on a daemon and need none.
+# - A function meant to be called as $(function ...) fails loudly: a message
+#   on stderr and a non-zero status, never an empty answer with status 0
+#   (set -e does not reach inside a command substitution).
+# - Teardown keeps one order: kill the memory-limited cgroup's processes,
+#   swapoff, losetup -d, umount.  swapoff charges the pages it brings back to
+#   their owner's cgroup, where a limit would OOM-kill; and a mount cannot go
+#   while a loop device holds its file.
+
+# Seconds a probe of a mount may take before it is given up.
+: "${VRAMFS_PROBE_TIMEOUT:=5}"
+
+# bounded COMMAND...: COMMAND, killed after VRAMFS_PROBE_TIMEOUT seconds
+# (status 137 then).  SIGKILL, because a process waiting on a FUSE daemon
+# answers to nothing else.
+bounded() { timeout -s KILL "$VRAMFS_PROBE_TIMEOUT" "$@"; }
+
+# --- the mount table -----------------------------------------------------------
+
+# mount_table: one mount a line, "MAJ:MIN<TAB>FSTYPE<TAB>SOURCE<TAB>
+# MOUNTPOINT", from /proc/self/mountinfo (or the file MOUNTINFO names, for
+# testing), with the kernel's octal
+# escapes (\040 for a space, \134 for a backslash...) decoded.  A tab or a
+# newline in a path cannot be told apart in this output: vramswap refuses
+# such paths.
+mount_table() {
+  awk '
+    function unescape(s,    out, i, c) {
+      out = ""
+      for (i = 1; i <= length(s); i++) {
+        c = substr(s, i, 1)
+        if (c == "\\" && substr(s, i + 1, 3) ~ /^[0-7][0-7][0-7]$/) {
+          c = sprintf("%c", (substr(s, i + 1, 1) * 64) + (substr(s, i + 2, 1) * 8) + substr(s, i + 3, 1))
+          i += 3
+        }
+        out = out c
+      }
+      return out
+    }
+    {
+      for (sep = 7; sep <= NF && $sep != "-"; sep++);
+      print $3 "\t" unescape($(sep + 1)) "\t" unescape($(sep + 2)) "\t" unescape($5)
+    }' "${MOUNTINFO:-/proc/self/mountinfo}"
+}
+
+# is_mounted PATH: whether PATH is a mount point, from the mount table
+# (mountpoint(1) needs stat(), which waits on a hung FUSE daemon and fails
+# on a dead one).
+is_mounted() {
+  local _ _ _ mp
+  while IFS=$'\t' read -r _ _ _ mp; do
+    [ "$mp" != "$1" ] || return 0
+  done < <(mount_table)
+  return 1
+}
+
+# vramfs_mounts_under PATH: the fuse.vramfs mount points at or under PATH.
+vramfs_mounts_under() {
+  local _ fstype _ mp
+  while IFS=$'\t' read -r _ fstype _ mp; do
+    [ "$fstype" = fuse.vramfs ] || continue
+    [ "$mp" = "$1" ] || [[ $mp == "$1/"* ]] || continue
+    printf '%s\n' "$mp"
+  done < <(mount_table)
+}
+
+# --- loop devices ----------------------------------------------------------------
+
+# loop_backing /dev/loopN: the backing file, from sysfs; fails when the
+# device holds none.  After a lazy unmount the path reads from the old
+# mount's root (/swapfile).
+loop_backing() {
+  local file
+  file=$(cat "/sys/block/${1#/dev/}/loop/backing_file" 2>/dev/null) || return 1
+  printf '%s\n' "${file% (deleted)}"
+}
+
+# loop_devices: every loop device that holds a file, one a line.
+loop_devices() {
+  local sys dev
+  for sys in /sys/block/loop*/loop/backing_file; do
+    [ -e "$sys" ] || continue
+    dev=${sys#/sys/block/}
+    echo "/dev/${dev%%/*}"
+  done
+}
+
+# loops_of FILE: the loop devices whose backing file is FILE.
+loops_of() {
+  local dev
+  for dev in $(loop_devices); do
+    [ "$(loop_backing "$dev")" != "$1" ] || echo "$dev"
+  done
+  return 0
+}
+
+# loops_under PATH: the loop devices whose backing file lies under PATH/.
+loops_under() {
+  local dev file
+  for dev in $(loop_devices); do
+    file=$(loop_backing "$dev") || continue
+    [[ $file != "$1/"* ]] || echo "$dev"
+  done
+  return 0
+}
+
+# loop_dio /dev/loopN: 1 when the device does direct I/O, 0 when not, '?'
+# when it cannot be read.
+loop_dio() { cat "/sys/block/${1#/dev/}/loop/dio" 2>/dev/null || echo '?'; }
+
+# loop_attach FILE [LOSETUP_OPTION...]: attaches a free loop device to FILE
+# with direct I/O and prints it.  Fails with a message if losetup fails, says
+# something unexpected, or direct I/O did not take (then the device is
+# detached again): a buffered loop device charges its page cache to the
+# faulting cgroup and can OOM-kill the very process being swapped.
+loop_attach() {
+  local file=$1 out dev dio
+  shift
+  if ! out=$(bounded losetup --find --show --direct-io=on "$@" -- "$file" 2>&1); then
+    echo "losetup failed: $(tr '\n' ' ' <<<"$out" | sed 's/ *$//')" >&2
+    return 1
+  fi
+  dev=$(tail -n 1 <<<"$out")
+  if [[ $dev != /dev/loop* ]]; then
+    echo "losetup printed no loop device: $(tr '\n' ' ' <<<"$out" | sed 's/ *$//')" >&2
+    return 1
+  fi
+  dio=$(loop_dio "$dev")
+  if [ "$dio" != 1 ]; then
+    loop_detach "$dev" 2>/dev/null || true
+    echo "$dev has dio=$dio, not 1: the kernel did not take --direct-io=on" >&2
+    return 1
+  fi
+  echo "$dev"
+}
+
+# wait_detached /dev/loopN: a detach is asynchronous; waits up to 10 s.
+wait_detached() {
+  local i
+  for ((i = 0; i < 100; i++)); do
+    [ -e "/sys/block/${1#/dev/}/loop/backing_file" ] || return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# loop_detach /dev/loopN: losetup -d, then waits until the file is let go.
+loop_detach() {
+  local out
+  out=$(bounded losetup -d "$1" 2>&1) || { echo "losetup -d $1 failed: $out" >&2; return 1; }
+  wait_detached "$1" || { echo "$1 did not let go of its file within 10 s" >&2; return 1; }
+}
+
+# --- swap --------------------------------------------------------------------------
+
+# swap_active DEV: whether DEV is in /proc/swaps.
+swap_active() { awk -v d="$1" 'NR > 1 && $1 == d { f = 1 } END { exit !f }' /proc/swaps; }
+
+# swap_used_kib DEV: KiB of swap in use on DEV (nothing when it is not swap).
+swap_used_kib() { awk -v d="$1" 'NR > 1 && $1 == d { print $4 }' /proc/swaps; }
+
+# --- the daemon ----------------------------------------------------------------------
+
+# read_stats MOUNTPOINT: the mount's .stats into the array STATS; on failure
+# STATS_ERR says why ("Transport endpoint is not connected" when the daemon
+# is gone, "no answer within N s" when it hangs).
+declare -A STATS=()
+STATS_ERR=
+read_stats() {
+  local out key value
+  STATS=()
+  STATS_ERR=
+  if ! out=$(bounded cat "$1/.stats" 2>&1); then
+    STATS_ERR=${out##*: }
+    [ -n "$STATS_ERR" ] || STATS_ERR="no answer within $VRAMFS_PROBE_TIMEOUT s"
+    return 1
+  fi
+  while read -r key value; do
+    [ -z "$key" ] || STATS[$key]=$value
+  done <<<"$out"
+  return 0
+}
+
+# stat_value MOUNTPOINT KEY: one value from .stats; fails when .stats does
+# not answer or lacks KEY.
+stat_value() {
+  read_stats "$1" || { echo "$1/.stats: $STATS_ERR" >&2; return 1; }
+  [ -n "${STATS[$2]:-}" ] || { echo "$1/.stats has no $2" >&2; return 1; }
+  echo "${STATS[$2]}"
+}
+
+# alive PID: runs and is not a zombie (kill -0 succeeds for a zombie too).
+alive() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [ "${stat%% *}" != Z ]
+}
+
+# wait_exit PID SECONDS: whether PID ended within SECONDS.
+wait_exit() {
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do
+    alive "$1" || return 0
+    sleep 0.1
+  done
+  ! alive "$1"
+}
+
+# daemon_pid MOUNTPOINT: the pid of the vramfs daemon serving MOUNTPOINT;
+# nothing when none runs.  The daemon names itself in .stats ("pid N"); only
+# when .stats does not answer (the mount is gone or hangs) is the daemon
+# looked for by its command line, which can also match a daemon of an
+# earlier mount at the same place that is still exiting.
+daemon_pid() {
+  if read_stats "$1" && [[ ${STATS[pid]:-} =~ ^[0-9]+$ ]]; then
+    alive "${STATS[pid]}" && echo "${STATS[pid]}"
+    return 0
+  fi
+  daemon_pid_by_cmdline "$1"
+}
+
+# daemon_pid_by_cmdline MOUNTPOINT: the first live process named vramfs
+# with MOUNTPOINT among its arguments.
+daemon_pid_by_cmdline() {
+  local proc arg
+  for proc in /proc/[0-9]*; do
+    [ "$(cat "$proc/comm" 2>/dev/null)" = vramfs ] || continue
+    while IFS= read -r -d '' arg; do
+      if [ "$arg" = "$1" ]; then
+        alive "${proc#/proc/}" && echo "${proc#/proc/}"
+        return 0
+      fi
+    done 2>/dev/null <"$proc/cmdline"
+  done
+  return 0
+}
+
+# unmount MOUNTPOINT: umount under a deadline, retried for 5 s while it is
+# busy (umount fails with EBUSY for a moment after a loop device lets go).
+# Succeeds when the mount is gone; otherwise says why and fails.
+unmount() {
+  local i out
+  for ((i = 0; i < 20; i++)); do
+    is_mounted "$1" || return 0
+    out=$(bounded umount "$1" 2>&1) && return 0
+    [ -n "$out" ] || out="umount $1: no answer within $VRAMFS_PROBE_TIMEOUT s"
+    sleep 0.25
+  done
+  is_mounted "$1" || return 0
+  echo "$out" >&2
+  return 1
+}
+
+# --- cgroups --------------------------------------------------------------------------
+
+# cgroup_kill DIR: SIGKILL for every process in the cgroup DIR, until it is
+# empty (10 s at most).
+cgroup_kill() {
+  local i pid procs
+  [ -f "$1/cgroup.procs" ] || return 0
+  for ((i = 0; i < 50; i++)); do
+    # cgroup files have no size: read them.
+    procs=$(cat "$1/cgroup.procs" 2>/dev/null) || return 0
+    [ -n "$procs" ] || return 0
+    for pid in $procs; do kill -9 "$pid" 2>/dev/null || true; done
+    sleep 0.1
+  done
+  echo "cgroup $1 still has processes: $(xargs <"$1/cgroup.procs")" >&2
+  return 1
+}
+
+# cgroup_remove DIR: rmdir, retried for a second while the kernel lets go
+# of processes that just died.
+cgroup_remove() {
+  local i
+  for ((i = 0; i < 10; i++)); do
+    [ -d "$1" ] || return 0
+    rmdir "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# --- kernel log --------------------------------------------------------------------------
+
+# kernel_log_mark: the stamp of the kernel log's last line (0 when it
+# cannot be read), for kernel_log_since.  The log's own stamps, not
+# /proc/uptime: the clock that stamps it stops while the machine sleeps.
+kernel_log_mark() {
+  dmesg 2>/dev/null | awk '/^\[ *[0-9]+\.[0-9]+\]/ { s = $0 } END {
+    sub(/^\[ */, "", s); sub(/\].*/, "", s); print (s == "" ? 0 : s) }'
+}
+
+# kernel_log_since MARK: the kernel log lines stamped after MARK.  Fails
+# when the log cannot be read (dmesg_restrict).
+kernel_log_since() {
+  local log
+  log=$(dmesg 2>/dev/null) || return 1
+  [ -n "$log" ] || return 1
+  awk -v t="$1" '/^\[ *[0-9]+\.[0-9]+\]/ { s = $0; sub(/^\[ */, "", s); sub(/\].*/, "", s)
+    if (s + 0 > t + 0) print }' <<<"$log"
+}
+
+# loop_read_errors /dev/loopN LOG: how many lines of LOG report a failed
+# read of the swap on that loop device.
+loop_read_errors() {
+  local majmin
+  majmin=$(cat "/sys/block/${1#/dev/}/dev" 2>/dev/null) || majmin=x
+  grep -cE "I/O error, dev ${1#/dev/}, .*READ|Read-error on swap-device \\($majmin:" <<<"$2" || true
+}
+
+# --- teardown ------------------------------------------------------------------------------
+
+# teardown: reads "KIND ARGUMENT" lines on stdin and undoes them in the safe
+# order, newest first within a kind:
+#   kill DIR     SIGKILL for the processes of cgroup DIR
+#   cgroup DIR   the same, and rmdir DIR at the end
+#   swap DEV     swapoff DEV if it is swap
+#   loop DEV     losetup -d DEV if it holds a file
+#   mount PATH   unmount PATH if it is mounted (umount -l if that fails)
+# Says what failed on stderr, goes on with the rest, and then fails.
+teardown() {
+  local kind arg rc=0 item
+  local -a kills=() swaps=() loops=() mounts=() cgroups=()
+  while read -r kind arg; do
+    [ -n "$arg" ] || continue
+    case $kind in
+      kill) kills=("$arg" ${kills[@]+"${kills[@]}"}) ;;
+      cgroup) kills=("$arg" ${kills[@]+"${kills[@]}"}); cgroups=("$arg" ${cgroups[@]+"${cgroups[@]}"}) ;;
+      swap) swaps=("$arg" ${swaps[@]+"${swaps[@]}"}) ;;
+      loop) loops=("$arg" ${loops[@]+"${loops[@]}"}) ;;
+      mount) mounts=("$arg" ${mounts[@]+"${mounts[@]}"}) ;;
+      *) echo "teardown: unknown kind $kind" >&2; rc=1 ;;
+    esac
+  done
+  for item in ${kills[@]+"${kills[@]}"}; do cgroup_kill "$item" || rc=1; done
+  for item in ${swaps[@]+"${swaps[@]}"}; do
+    swap_active "$item" || continue
+    swapoff "$item" || { echo "swapoff $item failed" >&2; rc=1; }
+  done
+  for item in ${loops[@]+"${loops[@]}"}; do
+    [ -e "/sys/block/${item#/dev/}/loop/backing_file" ] || continue
+    loop_detach "$item" || rc=1
+  done
+  for item in ${mounts[@]+"${mounts[@]}"}; do
+    unmount "$item" 2>/dev/null && continue
+    bounded umount -l "$item" || { echo "umount $item failed" >&2; rc=1; }
+  done
+  for item in ${cgroups[@]+"${cgroups[@]}"}; do
+    cgroup_remove "$item" || { echo "rmdir $item failed" >&2; rc=1; }
+  done
+  return "$rc"
+}

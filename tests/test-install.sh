@@ -1,0 +1,35 @@
+#!/bin/bash
+# make install and make uninstall in a DESTDIR: vramswap finds its library
+# where it is installed, and uninstall leaves no file and no folder of this
+# package behind.
+: "${TESTS_DIR:=$(cd "$(dirname "$0")" && pwd)}"
+# shellcheck source=tests/functions.sh
+. "$TESTS_DIR/functions.sh"
+[ -n "${TOP_BUILDDIR:-}" ] || skip_optional "run by make check (TOP_BUILDDIR names the build tree)"
+command -v make >/dev/null || skip "no make"
+
+dest=$(make_tempdir)/dest
+# A make of its own: not the jobserver of the make check that runs this.
+build_make() { env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -C "$TOP_BUILDDIR" "$@" DESTDIR="$dest"; }
+
+info "make install DESTDIR=$dest"
+build_make install >"$dest.log" 2>&1 || { cat "$dest.log"; fail "make install failed"; }
+(cd "$dest" && find . | sort)
+vramswap=$(find "$dest" -path '*/sbin/vramswap')
+# The prefix, as configure set it (it may itself be named after vramfs).
+prefix=${vramswap%/sbin/vramswap}
+lib=$(find "$dest" -name vramswap-lib.sh)
+[ -x "$vramswap" ] || fail "no vramswap installed"
+[ -f "$lib" ] || fail "no vramswap-lib.sh installed"
+grep -q "^VRAMSWAP_LIB=\${VRAMSWAP_LIB:-'${lib#"$dest"}'}" "$vramswap" ||
+  fail "the installed vramswap does not look for its library at ${lib#"$dest"}"
+env -u VRAMSWAP_LIB VRAMSWAP_LIB="$lib" "$vramswap" --version | grep -q '^vramswap ' ||
+  fail "the installed vramswap does not run with its library"
+
+info "make uninstall DESTDIR=$dest"
+build_make uninstall >"$dest.log" 2>&1 || { cat "$dest.log"; fail "make uninstall failed"; }
+left=$(find "$dest" -type f)
+[ -z "$left" ] || fail "files left after uninstall: $left"
+left=$(cd "$prefix" && find . -path '*vramfs*' -o -path '*vramswap*')
+[ -z "$left" ] || fail "folders of this package left after uninstall: $left"
+echo PASS
