@@ -33,8 +33,8 @@ struct fixture {
   explicit fixture(bool wish_uring = false)
       : store(file_size, true),
         extents(file_size / block),
-        cache(store, extents, counters, block, 16 * block),
-        fs(store, extents, cache, counters, "swapfile", connection_wish{wish_uring}),
+        cache(store, extents, state.counters, block, 16 * block),
+        fs(store, extents, cache, state, "swapfile", connection_wish{wish_uring}),
         ch(store.open_channel()),
         out(max_request_bytes) {}
 
@@ -75,7 +75,7 @@ struct fixture {
 
   host_store store;
   extent_map extents;
-  stats counters;
+  mount_state state;
   page_cache cache;
   filesystem fs;
   std::unique_ptr<store_channel> ch;
@@ -136,7 +136,7 @@ START_TEST(init_reply_asks_for_what_swap_needs) {
   ck_assert(!(o.flags & init_writeback_cache));  // never a second copy in the kernel
   ck_assert_uint_eq(o.flags2, 0);                // io_uring was not wished for
   ck_assert_uint_ge(o.max_background, 128);      // loop's queue reaches the daemon
-  ck_assert(!f.fs.terms.io_uring);
+  ck_assert(!f.fs.state.terms.io_uring);
 }
 END_TEST
 
@@ -152,7 +152,7 @@ START_TEST(init_with_uring_wished_but_not_offered_is_refused) {
   auto o = g.body<init_out>();
   ck_assert(o.flags & init_ext);
   ck_assert_uint_eq(o.flags2, uint32_t(init_over_io_uring >> 32));
-  ck_assert(g.fs.terms.io_uring);
+  ck_assert(g.fs.state.terms.io_uring);
 }
 END_TEST
 
