@@ -9,13 +9,14 @@
 # VRAMFS_FAILOVER_KILLS (default 5), VRAMFS_FAILOVER_PROCS (default 3) and
 # VRAMFS_FAILOVER_SECONDS (default 25) make it harder; tests/run-gpu runs it
 # on the GPU with backend=cuda, 8 processes and 20 kills.
+# shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 requires_root
 requires_fuse
 requires_loop
 requires_swap
 
-kills=${VRAMFS_FAILOVER_KILLS:-5}
+kill_count=${VRAMFS_FAILOVER_KILLS:-5}
 procs=${VRAMFS_FAILOVER_PROCS:-3}
 seconds=${VRAMFS_FAILOVER_SECONDS:-25}
 limit_mib=32
@@ -37,7 +38,7 @@ log_before=$(kernel_log | wc -l)
 stats_of() { timeout -s KILL 5 cat "$mnt/.stats" 2>/dev/null || true; }
 stat_now() { stats_of | awk -v k="$1" '$1 == k { print $2 }'; }
 
-info "$procs processes, each $work_mib MiB in a $limit_mib MiB cgroup, for $seconds s; $kills SIGKILLs of the server"
+info "$procs processes, each $work_mib MiB in a $limit_mib MiB cgroup, for $seconds s; $kill_count SIGKILLs of the server"
 pids=()
 for ((p = 0; p < procs; p++)); do
   spawn_in_cgroup "$(make_memory_cgroup $limit_mib)" "$dir/soak.$p" \
@@ -48,9 +49,9 @@ done
 # Let the processes fill their memory and push it out first.
 sleep 3
 worst_ms=0
-for ((k = 1; k <= kills; k++)); do
+for ((k = 1; k <= kill_count; k++)); do
   server=$(stat_now pid)
-  [ -n "$server" ] && alive "$server" || fail "kill $k: no server to kill"
+  if [ -z "$server" ] || ! alive "$server"; then fail "kill $k: no server to kill"; fi
   [ "$server" != "$keeper" ] || fail "kill $k: .stats names the keeper as the server"
   used=$(swap_used_kib "$loop")
   kill -KILL "$server"
@@ -82,10 +83,10 @@ for ((p = 0; p < procs; p++)); do
 done
 [ "$failed" = 0 ] || fail "a swapping process lost pages or was killed"
 
-[ "$(stat_value "$mnt" restarts)" = "$kills" ] ||
-  fail ".stats counts $(stat_value "$mnt" restarts) restarts, not $kills"
+[ "$(stat_value "$mnt" restarts)" = "$kill_count" ] ||
+  fail ".stats counts $(stat_value "$mnt" restarts) restarts, not $kill_count"
 [ "$(stat_value "$mnt" errors)" = 0 ] || fail "vramfs counted $(stat_value "$mnt" errors) errors"
-info "$kills kills, $kills restarts, 0 errors; the slowest takeover took $worst_ms ms"
+info "$kill_count kills, $kill_count restarts, 0 errors; the slowest takeover took $worst_ms ms"
 
 new_log=$(kernel_log | tail -n +"$((log_before + 1))")
 if [ "$log_before" = 0 ]; then
