@@ -11,8 +11,9 @@ std::optional<std::string> fault_injection::configure_from_environment() {
 }
 
 std::optional<std::string> fault_injection::configure(const std::string &spec) {
-  copy_at_ = alloc_at_ = sticky_at_ = stall_at_ = takeover_at_ = 0;
-  copy_count_ = alloc_count_ = sticky_count_ = stall_count_ = 0;
+  copy_at_ = alloc_at_ = sticky_at_ = stall_at_ = takeover_at_ = fuse_read_at_ = 0;
+  slow_start_ms_ = 0;
+  copy_count_ = alloc_count_ = sticky_count_ = stall_count_ = fuse_read_count_ = 0;
   size_t start = 0;
   while (start < spec.size()) {
     size_t comma = spec.find(',', start);
@@ -24,14 +25,16 @@ std::optional<std::string> fault_injection::configure(const std::string &spec) {
     unsigned long long n =
         colon == std::string::npos ? 0 : strtoull(item.c_str() + colon + 1, &end, 10);
     if (!n || !end || *end)
-      return "invalid VRAMFS_INJECT_FAULT item '" + item + "': expected copy:N, alloc:N, sticky:N, stall:N or takeover:N";
+      return "invalid VRAMFS_INJECT_FAULT item '" + item + "': expected copy:N, alloc:N, sticky:N, stall:N, takeover:N, fuse_read:N or slow_start:MS";
     if (kind == "copy") copy_at_ = n;
     else if (kind == "alloc") alloc_at_ = n;
     else if (kind == "sticky") sticky_at_ = n;
     else if (kind == "stall") stall_at_ = n;
     else if (kind == "takeover") takeover_at_ = n;
+    else if (kind == "fuse_read") fuse_read_at_ = n;
+    else if (kind == "slow_start") slow_start_ms_ = n;
     else
-      return "invalid VRAMFS_INJECT_FAULT item '" + item + "': expected copy:N, alloc:N, sticky:N, stall:N or takeover:N";
+      return "invalid VRAMFS_INJECT_FAULT item '" + item + "': expected copy:N, alloc:N, sticky:N, stall:N, takeover:N, fuse_read:N or slow_start:MS";
     start = comma + 1;
   }
   return std::nullopt;

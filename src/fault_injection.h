@@ -8,6 +8,10 @@
 //   VRAMFS_INJECT_FAULT=stall:N    the Nth wait for copies never sees them
 //                                  finish, as if the GPU hung: the store
 //                                  fails once copy_timeout has passed
+//   VRAMFS_INJECT_FAULT=fuse_read:N the Nth read of /dev/fuse fails with EIO
+//                                  (before it takes any request)
+//   VRAMFS_INJECT_FAULT=slow_start:MS the daemon waits MS milliseconds after
+//                                  mounting, before it reports success
 //   VRAMFS_INJECT_FAULT=takeover:N with -o failover, the Nth server started
 //                                  to take over from a dead one, and every
 //                                  one after it, fails to start
@@ -39,6 +43,8 @@ class fault_injection {
   static bool alloc_fails() { return hit(alloc_at_, alloc_count_); }
   static bool copy_is_sticky_failure() { return hit(sticky_at_, sticky_count_); }
   static bool wait_stalls() { return hit(stall_at_, stall_count_); }
+  static bool device_read_fails() { return hit(fuse_read_at_, fuse_read_count_); }
+  static uint64_t start_delay_ms() { return slow_start_ms_; }
   // Servers are separate processes: the keeper counts the takeovers.
   static bool takeover_fails(uint64_t takeover) { return takeover_at_ && takeover >= takeover_at_; }
 
@@ -47,9 +53,9 @@ class fault_injection {
     return at && count.fetch_add(1, std::memory_order_relaxed) + 1 == at;
   }
   static inline uint64_t copy_at_ = 0, alloc_at_ = 0, sticky_at_ = 0, stall_at_ = 0,
-                         takeover_at_ = 0;
+                         takeover_at_ = 0, fuse_read_at_ = 0, slow_start_ms_ = 0;
   static inline std::atomic<uint64_t> copy_count_{0}, alloc_count_{0}, sticky_count_{0},
-      stall_count_{0};
+      stall_count_{0}, fuse_read_count_{0};
 };
 
 }  // namespace vramfs

@@ -348,6 +348,8 @@ int server::run() {
     signals = std::make_unique<stop_signals>(
         [this](const char *signal) { return stop_refusal(signal); });
   }
+  if (uint64_t ms = fault_injection::start_delay_ms())
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   if (!report_.ready(warnings_) && mount_) {
     // Whoever started us is gone (Ctrl-C on vramfs, a killed vramswap):
     // the start was abandoned, so leave nothing mounted, unless something

@@ -75,3 +75,35 @@ wait "$pid" || status=$?
 [ "$status" -eq 0 ] || fail "the daemon exited with status $status: $(cat "$dir/log")"
 if mountpoint -q "$mnt"; then fail "still mounted after SIGTERM"; fi
 grep -q "unmounted" "$dir/log" || fail "no log line about the unmount"
+
+info "a start abandoned by its caller (Ctrl-C on vramfs) leaves nothing mounted"
+# The daemon mounts, then waits 1.5 s before it reports; its caller is
+# killed meanwhile (as Ctrl-C kills it on a terminal; a background job of a
+# script ignores SIGINT, so SIGTERM here), and the report finds nobody.
+VRAMFS_INJECT_FAULT=slow_start:1500 "$VRAMFS" "$mnt" -o "backend=$VRAMFS_TEST_BACKEND,size=64M" \
+  2>"$dir/abandoned" &
+caller=$!
+for _ in $(seq 100); do grep -q " $mnt fuse.vramfs " /proc/mounts && break; sleep 0.05; done
+grep -q " $mnt fuse.vramfs " /proc/mounts || fail "the daemon never mounted: $(cat "$dir/abandoned")"
+kill -TERM "$caller"
+wait "$caller" || true
+for _ in $(seq 60); do grep -q " $mnt fuse.vramfs " /proc/mounts || break; sleep 0.1; done
+if grep -q " $mnt fuse.vramfs " /proc/mounts; then
+  ls "$mnt" >/dev/null 2>&1 || echo "(and the mount is dead)"
+  fail "an interrupted start left $mnt mounted"
+fi
+"$VRAMFS" "$mnt" -o "backend=$VRAMFS_TEST_BACKEND,size=64M" || fail "the mountpoint cannot be used again"
+umount "$mnt"
+
+info "without /dev/log, the daemon's messages reach the kernel log"
+if [ -e /dev/log ]; then
+  echo "note: /dev/log exists here: the fallback is not exercised"
+elif ! dmesg >/dev/null 2>&1; then
+  echo "note: the kernel log cannot be read here: the fallback is not checked"
+else
+  "$VRAMFS" "$mnt" -o "backend=$VRAMFS_TEST_BACKEND,size=64M"
+  pid=$(stat_value "$mnt" pid)
+  umount "$mnt"
+  for _ in $(seq 30); do dmesg | grep -q "vramfs\[$pid\]: .*unmounted" && break; sleep 0.1; done
+  dmesg | grep -q "vramfs\[$pid\]: serving $mnt" || fail "the daemon's start is not in the kernel log"
+fi

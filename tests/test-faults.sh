@@ -36,3 +36,29 @@ timeout 20 dd if="$file" of=/dev/null bs=1M count=16 iflag=direct status=none 2>
   fail "reading from a lost device succeeded"
 [ "$(stat_value "$mnt" errors)" -gt 0 ] || fail "no errors counted"
 timeout 20 umount "$mnt" || fail "unmounting after a lost device failed or hung"
+
+info "a stalled GPU: past copy_timeout the store fails with a log line, and nothing hangs"
+# In the foreground, for its log; the first wait for copies never ends.
+VRAMFS_INJECT_FAULT=stall:1 "$VRAMFS" "$mnt" -f \
+  -o "backend=$VRAMFS_TEST_BACKEND,size=64M,cache=1M,copy_timeout=1" 2>"$dir/stall.log" &
+daemon=$!
+register mount "$mnt"
+for _ in $(seq 100); do [ -e "$file" ] && break; sleep 0.1; done
+start=$(date +%s)
+if timeout 30 dd if=/dev/urandom of="$file" bs=64K count=32 oflag=direct conv=notrunc,fsync \
+  status=none 2>/dev/null; then
+  fail "writing and fsyncing through a stalled store succeeded"
+fi
+[ $(($(date +%s) - start)) -lt 20 ] || fail "the stalled store took $(($(date +%s) - start)) s to fail"
+grep -q "did not finish within 1 s" "$dir/stall.log" || fail "no log line about the stall: $(cat "$dir/stall.log")"
+timeout 10 dd if="$file" of=/dev/null bs=64K count=1 iflag=direct status=none 2>/dev/null &&
+  fail "a read from the failed store succeeded"
+timeout 20 umount "$mnt" || fail "unmounting after a stall failed or hung"
+wait "$daemon" || true
+
+info "a read error on /dev/fuse is logged and retried: the daemon never exits under its mount"
+VRAMFS_INJECT_FAULT=fuse_read:3 mount_vramfs "$mnt" "size=64M"
+"$VRAMFS_IO" fill "$file" 0 $((4 << 20)) 7
+"$VRAMFS_IO" verify "$file" 0 $((4 << 20)) 7
+[ -n "$(stat_value "$mnt" pid)" ] || fail "the daemon stopped answering after a read error"
+umount "$mnt"

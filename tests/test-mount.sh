@@ -50,6 +50,19 @@ if touch "$mnt/other" 2>/dev/null; then fail "created a file"; fi
 if mkdir "$mnt/sub" 2>/dev/null; then fail "created a directory"; fi
 if rm -f "$mnt/swapfile" 2>/dev/null; then fail "removed the data file"; fi
 if (echo x >"$mnt/.stats") 2>/dev/null; then fail ".stats is writable"; fi
+if ln -s swapfile "$mnt/link" 2>"$dir/err"; then fail "created a symlink"; fi
+grep -q "Operation not permitted" "$dir/err" || fail "ln -s said: $(cat "$dir/err")"
+
+info "the data file stays mode 0600, owned by whoever mounted"
+if chmod 0644 "$mnt/swapfile" 2>/dev/null; then fail "chmod 0644 succeeded"; fi
+if chown nobody "$mnt/swapfile" 2>/dev/null; then fail "chown nobody succeeded"; fi
+chmod 0600 "$mnt/swapfile" || fail "chmod to the mode it has failed"
+touch "$mnt/swapfile" || fail "touch (utimes) failed"
+[ "$(stat -c '%a %U' "$mnt/swapfile")" = "600 root" ] || fail "swapfile is $(stat -c '%a %U' "$mnt/swapfile")"
+
+info "df -i shows no inode counts, not a full filesystem"
+[ "$(df --output=ipcent "$mnt" | tail -n 1 | tr -d ' ')" = "-" ] ||
+  fail "df -i says: $(df -i "$mnt" | tail -n 1)"
 [ "$(stat -c %s "$mnt/swapfile")" = 134217728 ] || fail "the size changed"
 
 info "umount makes the daemon exit"

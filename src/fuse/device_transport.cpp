@@ -1,5 +1,6 @@
 // The classic transport: threads that read /dev/fuse and write replies back.
 #include "block_store.h"
+#include "fault_injection.h"
 #include "fuse/operations.h"
 #include "fuse/request.h"
 #include "fuse/transport.h"
@@ -89,7 +90,12 @@ int send_notify_resend(int fd) {
 void serve_device(filesystem &fs, int fd, worker_buffers &w, init_latch &initialized) {
   std::span<std::byte> in = w.in();
   for (;;) {
-    ssize_t n = read(fd, in.data(), in.size());
+    // An injected failure takes the place of a read, so no request is lost.
+    ssize_t n = -1;
+    if (fault_injection::device_read_fails())
+      errno = EIO;
+    else
+      n = read(fd, in.data(), in.size());
     if (n < 0) {
       int err = errno;
       // ENODEV: the connection is gone (unmounted or aborted); nothing
