@@ -346,7 +346,7 @@ std::string usage_text(const char *program) {
                      "    -o cache=SIZE       pinned host cache, power of two (default 64M)\n"
                      "    -o block=SIZE       cache line and allocation unit, power of two,\n"
                      "                        4K to 16M (default 64K)\n"
-                     "    -o threads=N        FUSE worker threads of transport=dev (default 4)\n"
+                     "    -o threads=N        FUSE worker threads of transport=dev (default 8)\n"
                      "    -o transport=NAME   dev (read /dev/fuse) or uring (FUSE over io_uring,\n"
                      "                        Linux 6.14 and later; default dev)\n"
                      "    -o queue_depth=N    entries per io_uring queue, 1 to 128 (default 8)\n"

@@ -46,11 +46,11 @@ struct options {
   bool device_given = false;
   uint64_t cache = 64 * MiB;
   uint64_t block = 64 * KiB;
-  // Few threads answer a lone faulting process soonest: the kernel wakes
-  // FUSE readers in turn, and a thread that ran last is still warm.  On the
-  // H100 machine 4 threads doubled the swap workload against 16, which only
-  // win on 4 KiB reads at queue depth 32 (bench/sweep, docs/performance.md).
-  unsigned threads = 4;
+  // Enough threads for many faulting processes, few enough that a lone
+  // one is answered from a warm thread: on the H100 machine 8 threads gave
+  // the 8-thread swap workload 7% more than 4 and as much as 16, with the
+  // same one-thread figure (docs/performance.md).
+  unsigned threads = 8;
   bool threads_given = false;
   transport_kind transport = transport_kind::dev;
   // Entries per io_uring queue (one queue per possible CPU, each entry
