@@ -235,6 +235,11 @@ sigset_t stop_set() {
 }  // namespace
 
 void limit_thread_stacks() {
+#ifdef VRAMFS_SANITIZED
+  // Sanitizers need deeper stacks (ThreadSanitizer refuses to start threads
+  // with these), and the sanitizer build locks no memory anyway.
+  return;
+#endif
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setstacksize(&attr, 512 * 1024);

@@ -330,13 +330,15 @@ int server::run() {
     report_.failure("injected takeover failure");
     return 1;
   }
-  if (!open_store() || !lay_out_state() || !make_transport() || !connect()) return 1;
+  if (!open_store() || !lay_out_state()) return 1;
   if (state_ != &own_state_) {
-    // The protections are this process's: record them in the shared state.
+    // The protections are this process's: record them in the shared state
+    // before any thread can read it.
     state_->counters.memory_locked = own_state_.counters.memory_locked;
     state_->counters.io_flusher = own_state_.counters.io_flusher;
     state_->counters.oom_protected = own_state_.counters.oom_protected;
   }
+  if (!make_transport() || !connect()) return 1;
   std::unique_ptr<stop_signals> signals;
   if (keeper_) {
     watch_the_keeper();
