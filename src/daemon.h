@@ -1,5 +1,5 @@
 // Daemon life: the steps that keep a swap daemon from waiting on its own
-// swap (DESIGN.md, rules 1, 6 and 8), in the order main() takes them.
+// swap (docs/design.md, rules 1, 6 and 8), in the order main() takes them.
 #pragma once
 
 #include <atomic>

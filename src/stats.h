@@ -24,7 +24,7 @@ struct stats {
   counter copy_waits{0}, copy_wait_ns{0};
 
   // How well the daemon is protected from waiting on its own swap
-  // (DESIGN.md rule 1); set once at startup, before any worker exists.
+  // (docs/design.md, rule 1); set once at startup, before any worker exists.
   bool memory_locked = false;
   bool io_flusher = false;
   bool oom_protected = false;

@@ -123,7 +123,7 @@ START_TEST(reserved_round_trip) {
   ck_assert_int_eq(s->wait(*ch), 0);
   for (size_t i = 0; i < std::size(ranges); ++i)
     ck_assert_msg(memcmp(in[i]->data, out[i]->data, ranges[i].len) == 0, "range %zu differs", i);
-  // The fixed cost of one small copy through the store (DESIGN.md: about
+  // The fixed cost of one small copy through the store (docs/design.md: about
   // 7.5-8 us for the raw CUDA copy on the H100 here).
   auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < 5000; ++i) {
