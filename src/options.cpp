@@ -123,6 +123,14 @@ std::optional<std::string> apply_option(const std::string &item, options *o,
              std::to_string(max_queue_depth);
     o->queue_depth = unsigned(n);
     o->queue_depth_given = true;
+  } else if (key == "queue_threads") {
+    if (auto e = need_value()) return e;
+    uint64_t n;
+    if (parse_unsigned(value, &n) || n < 1 || n > max_queue_threads)
+      return "invalid queue_threads=" + value + ": must be a number from 1 to " +
+             std::to_string(max_queue_threads);
+    o->queue_threads = unsigned(n);
+    o->queue_depth_given = true;
   } else if (key == "max_read" || key == "max_write" || key == "max_background" ||
              key == "congestion_threshold") {
     // vramfs answers the kernel's INIT itself and sizes requests to its
@@ -201,7 +209,7 @@ std::vector<std::string> option_warnings(const options &opts) {
     if (opts.reserve_given) out.push_back("reserve= is ignored with backend=host");
   }
   if (opts.transport == transport_kind::dev && opts.queue_depth_given)
-    out.push_back("queue_depth= is ignored with transport=dev");
+    out.push_back("queue_depth= and queue_threads= are ignored with transport=dev");
   if (opts.transport == transport_kind::uring && opts.threads_given)
     out.push_back("threads= is ignored with transport=uring (one thread per CPU queue)");
   return out;
@@ -350,6 +358,7 @@ std::string usage_text(const char *program) {
                      "    -o transport=NAME   dev (read /dev/fuse) or uring (FUSE over io_uring,\n"
                      "                        Linux 6.14 and later; default dev)\n"
                      "    -o queue_depth=N    entries per io_uring queue, 1 to 128 (default 8)\n"
+                     "    -o queue_threads=N  threads (rings) per io_uring queue, 1 to 8 (default 1)\n"
                      "    -o name=NAME        name of the data file (default swapfile)\n"
                      "    -o copy_timeout=S   seconds before a GPU whose copies do not finish counts\n"
                      "                        as stalled and every request fails (default 30)\n"

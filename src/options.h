@@ -57,6 +57,10 @@ struct options {
   // with a 1 MiB buffer).
   unsigned queue_depth = 8;
   bool queue_depth_given = false;
+  // Threads (each with its own ring and queue_depth entries) per io_uring
+  // queue: a request then waits for a GPU copy only on the thread that
+  // took it, not in front of the others of its CPU.
+  unsigned queue_threads = 1;
   // Seconds a copy to or from the GPU may take before the GPU counts as
   // stalled and every request fails (block_store::set_copy_timeout): far
   // beyond any working GPU's copy, and well under the kernel's 120 s
@@ -82,6 +86,7 @@ constexpr uint64_t min_block = 4 * KiB, max_block = 16 * MiB;
 constexpr uint64_t max_cache = 64 * GiB;
 constexpr unsigned max_threads = 256;
 constexpr unsigned max_queue_depth = 128;
+constexpr unsigned max_queue_threads = 8;
 constexpr unsigned max_copy_timeout = 3600;
 
 // Parses argv (argv[0] included).  Returns an error message for the user, or

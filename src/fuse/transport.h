@@ -91,11 +91,12 @@ class transport {
   init_latch initialized_;
 };
 
-// threads: the dev transport's pool; queue_depth: entries per uring queue.
+// threads: the dev transport's pool; queue_depth: entries per uring ring;
+// queue_threads: rings (each with its thread) per CPU's queue.
 std::unique_ptr<transport> make_device_transport(filesystem &fs, block_store &store,
                                                  unsigned threads);
 std::unique_ptr<transport> make_uring_transport(filesystem &fs, block_store &store,
-                                                unsigned queue_depth);
+                                                unsigned queue_depth, unsigned queue_threads);
 
 // Why io_uring cannot serve here, or nullopt when it can: the kernel's
 // enable_uring parameter, and whether this build has io_uring at all.

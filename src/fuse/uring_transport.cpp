@@ -58,7 +58,7 @@ std::optional<std::string> uring_unavailable() {
 }
 
 #ifndef HAVE_LIBURING
-std::unique_ptr<transport> make_uring_transport(filesystem &, block_store &, unsigned) {
+std::unique_ptr<transport> make_uring_transport(filesystem &, block_store &, unsigned, unsigned) {
   throw std::runtime_error(*uring_unavailable());
 }
 #else
@@ -250,14 +250,19 @@ void uring_queue::serve(filesystem &fs, int fd, init_latch &initialized) {
 
 class uring_transport final : public transport {
  public:
-  uring_transport(filesystem &fs, block_store &store, unsigned depth)
+  uring_transport(filesystem &fs, block_store &store, unsigned depth, unsigned threads)
       : fs_(fs),
         depth_(depth),
+        threads_per_queue_(threads),
         device_worker_(store, std::max(min_read_buffer, max_request_bytes + 4096),
                        max_request_bytes) {
+    // Several rings may register entries for one queue: the kernel hands a
+    // request to whichever entry is free, so one slow request (a GPU copy)
+    // holds up only its own thread.
     unsigned count = possible_cpus();
     for (unsigned q = 0; q < count; ++q)
-      queues_.push_back(std::make_unique<uring_queue>(store, q, depth));
+      for (unsigned t = 0; t < threads; ++t)
+        queues_.push_back(std::make_unique<uring_queue>(store, q, depth));
   }
   ~uring_transport() override { join(); }
 
@@ -279,13 +284,15 @@ class uring_transport final : public transport {
   }
 
   std::string describe() const override {
-    return "transport uring, " + std::to_string(queues_.size()) + " queues of depth " +
+    return "transport uring, " + std::to_string(queues_.size() / threads_per_queue_) +
+           " queues of " + std::to_string(threads_per_queue_) + " thread(s) with depth " +
            std::to_string(depth_);
   }
 
  private:
   filesystem &fs_;
   unsigned depth_;
+  unsigned threads_per_queue_;
   worker_buffers device_worker_;  // INIT, FORGET, INTERRUPT on /dev/fuse
   std::vector<std::unique_ptr<uring_queue>> queues_;
   std::vector<std::thread> threads_;
@@ -294,8 +301,8 @@ class uring_transport final : public transport {
 }  // namespace
 
 std::unique_ptr<transport> make_uring_transport(filesystem &fs, block_store &store,
-                                                unsigned queue_depth) {
-  return std::make_unique<uring_transport>(fs, store, queue_depth);
+                                                unsigned queue_depth, unsigned queue_threads) {
+  return std::make_unique<uring_transport>(fs, store, queue_depth, queue_threads);
 }
 #endif
 
