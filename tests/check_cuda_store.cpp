@@ -302,7 +302,8 @@ END_TEST
 START_TEST(uuid_text_is_what_nvidia_smi_prints) {
   const unsigned char bytes[16] = {0xdb, 0x17, 0x32, 0xe8, 0x1d, 0x18, 0x8d, 0xf2,
                                    0xff, 0xd1, 0x82, 0x77, 0x8d, 0xf8, 0x8c, 0x6c};
-  ck_assert_str_eq(gpu_uuid_text(bytes).c_str(), "GPU-db1732e8-1d18-8df2-ffd1-82778df88c6c");
+  std::string text = gpu_uuid_text(bytes);
+  ck_assert_str_eq(text.c_str(), "GPU-db1732e8-1d18-8df2-ffd1-82778df88c6c");
 }
 END_TEST
 
