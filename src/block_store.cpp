@@ -1,5 +1,6 @@
 #include "block_store.h"
 
+#include "daemon.h"
 #include "host_store.h"
 #include "options.h"
 
@@ -75,7 +76,8 @@ std::unique_ptr<block_store> create_host_store(const options &opts, std::string 
     if (keeping) return create_kept_host_store(opts, size, *keeping, error);
     return std::make_unique<host_store>(size, opts.lazy);
   } catch (const std::bad_alloc &) {
-    *error = "cannot allocate " + format_size(size) + " of RAM for backend=host";
+    *error = "cannot allocate " + format_size(size) + " of RAM for backend=host" +
+             memory_limit_hint();
     return nullptr;
   }
 }

@@ -95,3 +95,15 @@ umount "$mnt"
 
 info "--version names the libfuse release"
 "$VRAMFS" --version | grep -qE "libfuse 3\.[0-9]+" || fail "--version says: $("$VRAMFS" --version)"
+
+info "without root, the memlock limit is named as the cause"
+if command -v setpriv >/dev/null && [ "$(ulimit -H -l)" != unlimited ]; then
+  chmod 755 "$dir"
+  mkdir -p "$dir/user" && chown nobody "$dir/user"
+  err=$(setpriv --reuid=nobody --regid=nogroup --clear-groups -- \
+    "$VRAMFS" "$dir/user" -o "$host,size=64M" 2>&1) && fail "a user without a memlock limit mounted"
+  grep -q "memlock limit" <<<"$err" || fail "the refusal does not name the memlock limit: $err"
+  echo "ok: $err"
+else
+  echo "note: no setpriv, or no memlock limit here: not checked"
+fi
