@@ -157,7 +157,14 @@ bool server::open_store() {
   if (keeping.takeover) keeping.size = keeper_->region->layout().file_size;
   keeping.vram_chunk_bytes = opts_.lazy ? 32 * MiB : 1 * GiB;
   keeping.keep_vram_chunk = [control](uint64_t index, int fd) {
-    return failover::send_message(control, message_kind::vram_chunk, index, 0, "", fd);
+    int err = failover::send_message(control, message_kind::vram_chunk, index, 0, "", fd);
+    // Without a keeper nothing survives this server anyway: the chunk is
+    // still usable here, and the write that needs it must not fail.
+    if (err == -EPIPE || err == -ECONNRESET) {
+      log_err_limited("the keeper is gone: VRAM chunk %llu is not kept", (unsigned long long)index);
+      return 0;
+    }
+    return err;
   };
   keeping.drop_vram_chunk = [control](uint64_t index) {
     failover::send_message(control, message_kind::vram_released, index);
