@@ -157,6 +157,10 @@ check_memlock() {
 
 check_priorities() {
   local dev _ prio vram_prio=$((10#${SET[PRIORITY]})) first=() others=() n=0
+  if [ ! -r "$SYSROOT/proc/swaps" ]; then
+    report warn priority "cannot read $SYSROOT/proc/swaps"
+    return 0
+  fi
   while read -r dev _ _ _ prio; do
     n=$((n + 1))
     [ "$n" -gt 1 ] || continue
