@@ -29,8 +29,9 @@ for s in systemd-hibernate.service systemd-hybrid-sleep.service systemd-suspend-
   [[ " $(key vramswap-hibernate.service Before) " == *" $s "* ]] || fail "vramswap-hibernate.service is not ordered before $s"
 done
 for unit in vramswap-suspend.service vramswap-hibernate.service; do
-  [ "$(key "$unit" StopWhenUnneeded)" = yes ] && [ "$(key "$unit" RemainAfterExit)" = yes ] ||
+  if [ "$(key "$unit" StopWhenUnneeded)" != yes ] || [ "$(key "$unit" RemainAfterExit)" != yes ]; then
     fail "$unit does not stop (and wake) once the sleep is over"
+  fi
   [[ $(key "$unit" ExecStop) == *" wake" ]] || fail "$unit does not wake on stop"
 done
 [ "$(key vramswap.service LimitMEMLOCK)" = infinity ] || fail "vramswap.service limits locked memory"
