@@ -214,31 +214,59 @@ wait_exit() {
   ! alive "$1"
 }
 
-# daemon_pid MOUNTPOINT: the pid of the vramfs daemon serving MOUNTPOINT;
-# nothing when none runs.  The daemon names itself in .stats ("pid N"); only
-# when .stats does not answer (the mount is gone or hangs) is the daemon
-# looked for by its command line, which can also match a daemon of an
-# earlier mount at the same place that is still exiting.
+# stats_daemon_pid: from STATS (read_stats), the vramfs process that exits
+# last when the mount goes, which is the one to wait for: the server ("pid
+# N"), or with failover ("failover 1") the keeper ("keeper_pid N"), which
+# holds the connection and outlives every server, unless it died
+# ("keeper_alive 0").  Nothing when .stats names none.
+stats_daemon_pid() {
+  local pid=${STATS[pid]:-}
+  if [ "${STATS[failover]:-0}" = 1 ] && [ "${STATS[keeper_alive]:-0}" = 1 ]; then
+    pid=${STATS[keeper_pid]:-}
+  fi
+  [[ $pid =~ ^[0-9]+$ ]] && echo "$pid"
+  return 0
+}
+
+# daemon_pid MOUNTPOINT: the pid of the vramfs daemon serving MOUNTPOINT
+# (with failover, its keeper: see stats_daemon_pid); nothing when none runs.
+# The daemon names itself in .stats; only when .stats does not answer (the
+# mount is gone or hangs) is the daemon looked for by its command line,
+# which can also match a daemon of an earlier mount at the same place that
+# is still exiting (a keeper comes first: it is older than its server).
 daemon_pid() {
-  if read_stats "$1" && [[ ${STATS[pid]:-} =~ ^[0-9]+$ ]]; then
-    alive "${STATS[pid]}" && echo "${STATS[pid]}"
-    return 0
+  local pid
+  if read_stats "$1"; then
+    pid=$(stats_daemon_pid)
+    if [ -n "$pid" ]; then
+      alive "$pid" && echo "$pid"
+      return 0
+    fi
   fi
   daemon_pid_by_cmdline "$1"
 }
 
-# daemon_pid_by_cmdline MOUNTPOINT: the first live process named vramfs
-# with MOUNTPOINT among its arguments.
+# daemon_pid_by_cmdline MOUNTPOINT: a live process named vramfs with
+# MOUNTPOINT among its arguments; of a keeper and its server (failover),
+# the keeper, whose parent is no such process.
 daemon_pid_by_cmdline() {
-  local proc arg
+  local proc arg pid ppid
+  local -A found=()
   for proc in /proc/[0-9]*; do
     [ "$(cat "$proc/comm" 2>/dev/null)" = vramfs ] || continue
     while IFS= read -r -d '' arg; do
       if [ "$arg" = "$1" ]; then
-        alive "${proc#/proc/}" && echo "${proc#/proc/}"
-        return 0
+        pid=${proc#/proc/}
+        alive "$pid" && found[$pid]=1
+        break
       fi
     done 2>/dev/null <"$proc/cmdline"
+  done
+  for pid in "${!found[@]}"; do
+    ppid=$(awk '{ print $4 }' "/proc/$pid/stat" 2>/dev/null) || continue
+    [ -n "${found[$ppid]:-}" ] && continue
+    echo "$pid"
+    return 0
   done
   return 0
 }

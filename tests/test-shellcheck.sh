@@ -7,7 +7,8 @@
 command -v shellcheck >/dev/null || skip "shellcheck is not installed"
 
 cd "$TESTS_DIR/.."
-scripts=(scripts/vramswap.in scripts/vramswap-lib.sh scripts/install-deps bench/run bench/sweep
+scripts=(scripts/vramswap.in scripts/vramswap-lib.sh scripts/vramswap-checks.sh scripts/install-deps
+  bench/run bench/sweep .ci/run .ci/package debian/vramfs.postinst debian/vramfs.postrm
   tests/run-gpu tests/functions.sh tests/vramswap_functions.sh tests/no-check.sh tests/test-*.sh)
 shellcheck -x "${scripts[@]}" || fail "shellcheck finds the problems above"
 echo "ok: ${#scripts[@]} scripts are clean"

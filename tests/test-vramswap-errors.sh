@@ -85,7 +85,7 @@ if [ -f "$MAN" ]; then
   man_list=$(awk '/^\.SH (COMMANDS|OPTIONS)/ { on = 1; next } /^\.SH/ { on = 0 }
     on && prev == ".TP" { print } { prev = $0 }' "$MAN" |
     sed 's/\\-/-/g; s/\\f[BIRP]//g; s/^\.[A-Z]* //; s/"//g' |
-    grep -Eo '(^|[ ,])(--?[a-zA-Z][a-z-]*|start|stop|status)' | tr -d ' ,' | sort -u)
+    grep -Eo '(^|[ ,])(--?[a-zA-Z][a-z-]*|start|stop|status|metrics|doctor|sleep|wake)' | tr -d ' ,' | sort -u)
   [ -n "$help_list" ] || fail "no options found in --help"
   [ "$help_list" = "$man_list" ] ||
     fail "--help and vramswap.8 differ: $(diff <(echo "$help_list") <(echo "$man_list") | grep '^[<>]' | tr '\n' ' ')"
@@ -127,6 +127,15 @@ expect_usage_error "unknown option --size for stop" stop --dir "$DIR" --size 1G
 expect_usage_error "unknown option --discard for stop" stop --dir "$DIR" --discard
 expect_usage_error "unknown option --gpu for status" status --dir "$DIR" --gpu 0
 expect_usage_error "unknown option extra for status" status --dir "$DIR" extra
+expect_usage_error "--failover needs --transport dev, but --transport asks for uring" start "${H[@]}" --failover --transport uring
+expect_usage_error "--failover holds all of the memory with --backend host, but --discard asks" start "${H[@]}" --failover --discard
+expect_usage_error "option --failover takes no value" start "${H[@]}" --failover=yes
+expect_usage_error "option --no-failover takes no value" start "${H[@]}" --no-failover=1
+expect_usage_error "unknown option --failover for stop" stop --dir "$DIR" --failover
+expect_usage_error "unknown option --json for stop" stop --dir "$DIR" --json
+expect_usage_error "unknown option --output for status" status --dir "$DIR" --output x
+expect_usage_error "sleep: say what the machine is about to do: suspend or hibernate" sleep
+expect_usage_error "sleep: expected suspend or hibernate, not nap" sleep nap
 
 # --- bad config files: exit 2 naming FILE:LINE, nothing created ------------------
 
@@ -152,6 +161,28 @@ bad_conf 'GPU=all,0' "bad GPU value 'all,0'"
 bad_conf 'STRIPES=0' "bad STRIPES value '0': expected a number from 1 to 16"
 bad_conf 'TRANSPORT=fast' "bad TRANSPORT value 'fast': expected dev or uring"
 bad_conf 'QUEUE_DEPTH=-4' "bad QUEUE_DEPTH value '-4'"
+bad_conf 'FAILOVER=maybe' "bad FAILOVER value 'maybe': expected yes or no"
+info "FAILOVER=yes with TRANSPORT=uring in the file: refused naming the line"
+printf 'BACKEND=host\nSIZE=64M\nFAILOVER=yes\nTRANSPORT=uring\nDIR=%s\n' "$DIR" >"$CONF"
+VRAMSWAP_CONF=$CONF expect_usage_error "$CONF:3: FAILOVER=yes needs --transport dev, but $CONF:4 asks for uring" start
+info "the default gives way to --transport uring: no failover asked of vramfs"
+printf '#!/bin/bash\necho "$*" >"%s/vramfs-args"\nexit 1\n' "$BASE" >"$BASE/fake-vramfs"
+chmod +x "$BASE/fake-vramfs"
+echo Y >"$BASE/uring-on"
+VRAMSWAP_URING_PARAM=$BASE/uring-on VRAMFS=$BASE/fake-vramfs vs start "${H[@]}" --transport uring
+! grep -q failover "$BASE/vramfs-args" || fail "--transport uring asked vramfs for failover: $(cat "$BASE/vramfs-args")"
+! grep -q "without failover" <<<"$ERR" || { show start; fail "the default gave way to --transport uring with a note"; }
+info "... and to a kernel older than 6.9, saying so"
+mkdir -p "$BASE/old/proc/sys/kernel"
+echo 6.1.0-18-amd64 >"$BASE/old/proc/sys/kernel/osrelease"
+VRAMSWAP_SYSROOT=$BASE/old VRAMFS=$BASE/fake-vramfs vs start "${H[@]}"
+grep -q "^vramswap: starting without failover: it needs Linux 6.9 or newer (FUSE_NOTIFY_RESEND), and this kernel is 6.1.0-18-amd64" <<<"$ERR" ||
+  { show start; fail "an old kernel does not turn the default failover off with a note"; }
+! grep -q failover "$BASE/vramfs-args" || fail "an old kernel was asked for failover"
+VRAMSWAP_SYSROOT=$BASE/old VRAMFS=$BASE/fake-vramfs expect_usage_error "--failover needs Linux 6.9 or newer" start "${H[@]}" --failover
+VRAMFS=$BASE/fake-vramfs vs start "${H[@]}"
+grep -q -- "-o .*,failover" "$BASE/vramfs-args" || fail "the default start did not ask vramfs for failover: $(cat "$BASE/vramfs-args")"
+assert_nothing "the failover settings"
 bad_conf 'DIR=relative/path' "bad DIR value 'relative/path': expected an absolute path"
 bad_conf 'just some words' "expected KEY=value"
 # The file is parsed, never sourced: nothing in it runs.

@@ -60,7 +60,7 @@ for dev in "${loops[@]}"; do
 done
 [ "$(printf '%s\n' "${slices[@]}" | sort -n | xargs)" = "0 $((64 << 20)) $((128 << 20)) $((192 << 20))" ] ||
   fail "the slices do not tile the file: offsets ${slices[*]}"
-grep -q "gpu0: swap on ${loops[*]} (host, $DIR/gpu0, priority 11, 4 stripes)" <<<"$OUT" ||
+grep -Eq "gpu0: swap on ${loops[*]} \(host, $DIR/gpu0, priority 11, 4 stripes(, failover)?\)$" <<<"$OUT" ||
   fail "start does not name every stripe: $OUT"
 
 info "status: one row for gpu0 that lists every stripe"

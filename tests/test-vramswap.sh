@@ -295,12 +295,13 @@ cat "$BASE/swapper.out"
 [ "$rc" = 0 ] || fail "the swapper failed (exit $rc) after its pages came back from the swap"
 grep -q "verified" "$BASE/swapper.out" || fail "the swapper did not verify its pages"
 
-info "the daemon killed outright with pages in its swap"
+info "the daemon killed outright with pages in its swap (without failover)"
 # What a user must never do, done to a sacrificial process in a cgroup: its
-# pages die with the daemon.  status must say so, stop must clean up and
+# pages die with the daemon, which runs without failover here
+# (test-vramswap-failover.sh kills a failover mount's server).  status must say so, stop must clean up and
 # say that pages were lost, and the process must get SIGBUS, never a page
 # with the wrong contents.
-vs start --backend host --size 256M --dir "$DIR"
+vs start --backend host --size 256M --no-failover --dir "$DIR"
 expect_rc 0 "start for the killed-daemon test"
 LOOP=$(loop_of 0)
 swapper_in_swap 32 96 1000 12 "$BASE/victim.out"
@@ -353,7 +354,7 @@ expect_rc 0 "stop gpu3"
 assert_clean "after stopping the mount without swap"
 
 info "a daemon that died: status says so, stop cleans up"
-vs start --backend host --size 64M --dir "$DIR"
+vs start --backend host --size 64M --no-failover --dir "$DIR"
 expect_rc 0 "start for the dead-daemon test"
 LOOP=$(loop_of 0)
 # Swap goes off by hand first: a dead swap device that holds pages of other
@@ -368,7 +369,7 @@ expect_rc 0 "stop a dead instance"
 assert_clean "after stopping the dead instance"
 
 info "a daemon that does not answer: status says so, stop leaves it running"
-vs start --backend host --size 64M --dir "$DIR"
+vs start --backend host --size 64M --no-failover --dir "$DIR"
 expect_rc 0 "start for the unresponsive test"
 LOOP=$(loop_of 0)
 STOPPED_DAEMON=$(daemon_pid "$DIR/gpu0")
