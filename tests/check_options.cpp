@@ -87,7 +87,7 @@ START_TEST(command_line_defaults) {
   ck_assert_str_eq(o.name.c_str(), "swapfile");
   ck_assert(!o.lazy);
   ck_assert(!o.foreground);
-  ck_assert_uint_eq(o.threads, 4);
+  ck_assert_uint_eq(o.threads, 8);
   ck_assert(o.fuse_args.empty());
 }
 END_TEST
@@ -96,7 +96,8 @@ START_TEST(command_line_all_options) {
   options o;
   ck_assert(!parse({"vramfs", "/mnt/vram", "-f", "-o",
                     "size=1G,backend=host,device=1,cache=16M,block=256K,name=swap0,lazy,"
-                    "threads=4,reserve=1G,allow_other",
+                    "threads=4,reserve=1G,allow_other,transport=uring,queue_depth=4,"
+                    "queue_threads=2,copy_timeout=5,failover",
                     "-odefaults"},
                    &o));
   ck_assert_str_eq(o.source.c_str(), "vramfs");  // as mount.fuse3 passes it
@@ -109,6 +110,11 @@ START_TEST(command_line_all_options) {
   ck_assert(o.foreground);
   ck_assert_uint_eq(o.threads, 4);
   ck_assert_uint_eq(o.reserve.bytes, 1 * GiB);
+  ck_assert(o.transport == transport_kind::uring);
+  ck_assert_uint_eq(o.queue_depth, 4);
+  ck_assert_uint_eq(o.queue_threads, 2);
+  ck_assert_uint_eq(o.copy_timeout, 5);
+  ck_assert(o.failover);
   // FUSE's own options go to libfuse; mount(8)'s "defaults" is dropped.
   ck_assert_uint_eq(o.fuse_args.size(), 2);
   ck_assert_str_eq(o.fuse_args[1].c_str(), "allow_other");

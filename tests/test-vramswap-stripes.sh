@@ -40,6 +40,16 @@ grep -q "^vramswap: --size 64M with --stripes 8: each stripe would be 8 MiB, les
   { show start; fail "stripes below the minimum are not refused"; }
 assert_nothing "refused stripe counts"
 
+info "by default four stripes, or as many as fit: refused only when asked for"
+for case in 256M:4 48M:3 16M:1; do
+  VRAMSWAP_CONF=$BASE/no.conf vs start "${H[@]}" --size "${case%%:*}"
+  expect_rc 0 "start --size ${case%%:*} with the default stripes"
+  [ "$(loops_under "$BASE" | wc -l)" = "${case#*:}" ] ||
+    { show start; fail "--size ${case%%:*}: $(loops_under "$BASE" | wc -l) loop devices, expected ${case#*:}"; }
+  VRAMSWAP_CONF=$BASE/no.conf vs stop --dir "$DIR"
+  expect_rc 0 "stop after the default stripes"
+done
+
 info "start --stripes 4: four loop devices on four slices, one priority"
 vs start "${H[@]}" --size 256M --stripes 4 --priority 11
 expect_rc 0 "start --stripes 4"
