@@ -36,12 +36,6 @@ namespace {
 
 using failover::message_kind;
 
-int64_t monotonic_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 // Rule 1 (docs/design.md): before any thread exists and before CUDA
 // starts.  What could not be done is said once the mount works, so that a
 // failed mount prints one line.
@@ -114,7 +108,6 @@ class server {
   startup_report &report_;
   keeper_context *keeper_;
   std::vector<std::string> warnings_;
-  int64_t started_us_ = monotonic_us();
 
   mount_state own_state_;  // without failover
   mount_state *state_ = &own_state_;

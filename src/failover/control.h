@@ -17,7 +17,7 @@ enum class message_kind : uint32_t {
   host_data = 3,      // fd: the memfd of the host store's data
   vram_chunk = 4,     // fd: VRAM chunk `index` (a CUDA shareable handle)
   vram_released = 5,  // chunk `index` was given back: close its fd
-  ready = 6,          // the server serves; value: microseconds its start took
+  ready = 6,          // the server serves; text: its warnings, one a line
   failure = 7,        // the server cannot start; text: why
 };
 
