@@ -265,7 +265,7 @@ cleanup_first() {
   if [ -n "$SCOPE" ] && systemctl -q is-active "$SCOPE" 2>/dev/null; then systemctl stop "$SCOPE"; fi
   for dir in ${CGROUPS[@]+"${CGROUPS[@]}"}; do
     while read -r dir; do
-      xargs -r kill -KILL <"$dir/cgroup.procs" 2>/dev/null
+      cgroup_kill "$dir"
       cgroup_remove "$dir" || echo "cannot remove the cgroup $dir" >&2
     done < <(find "$dir" -depth -type d 2>/dev/null)
   done
