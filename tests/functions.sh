@@ -208,6 +208,25 @@ spawn_in_cgroup() {
 
 # unlimit_cgroup DIR: lifts its memory limit.  swapoff charges the pages it
 # brings back to their owner's cgroup: under the limit it would OOM-kill.
+# all_verified OUTPUT_PREFIX PID...: waits for each swapping process
+# (spawned with output OUTPUT_PREFIX.N, N counting from 0), prints what it
+# said, and fails unless every one exited 0 having verified its pages.
+all_verified() {
+  local prefix=$1 p=0 pid status failed=0
+  shift
+  for pid in "$@"; do
+    status=0
+    wait "$pid" || status=$?
+    cat "$prefix.$p"
+    if [ "$status" != 0 ] || ! grep -q "verified" "$prefix.$p"; then
+      echo "process $p failed (exit $status$([ "$status" = 135 ] && echo ': SIGBUS')$([ "$status" = 137 ] && echo ': SIGKILL, the OOM killer?'))"
+      failed=1
+    fi
+    p=$((p + 1))
+  done
+  [ "$failed" = 0 ]
+}
+
 unlimit_cgroup() {
   if [ -f "$1/memory.max" ]; then echo max >"$1/memory.max"; else echo -1 >"$1/memory.limit_in_bytes"; fi
 }

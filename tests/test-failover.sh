@@ -71,17 +71,7 @@ for ((k = 1; k <= kill_count; k++)); do
   sleep "0.$((RANDOM % 9 + 1))$((RANDOM % 10))"
 done
 
-failed=0
-for ((p = 0; p < procs; p++)); do
-  status=0
-  wait "${pids[$p]}" || status=$?
-  cat "$dir/soak.$p"
-  if [ "$status" != 0 ] || ! grep -q "verified" "$dir/soak.$p"; then
-    echo "process $p failed (exit $status$([ "$status" = 135 ] && echo ': SIGBUS'))"
-    failed=1
-  fi
-done
-[ "$failed" = 0 ] || fail "a swapping process lost pages or was killed"
+all_verified "$dir/soak" "${pids[@]}" || fail "a swapping process lost pages or was killed"
 
 [ "$(stat_value "$mnt" restarts)" = "$kill_count" ] ||
   fail ".stats counts $(stat_value "$mnt" restarts) restarts, not $kill_count"

@@ -45,17 +45,7 @@ while :; do
   [ "$running" = 1 ] || break
   sleep 1
 done
-failed=0
-for ((p = 0; p < procs; p++)); do
-  status=0
-  wait "${pids[$p]}" || status=$?
-  cat "$dir/soak.$p"
-  if [ "$status" != 0 ] || ! grep -q "verified" "$dir/soak.$p"; then
-    echo "process $p failed (exit $status)"
-    failed=1
-  fi
-done
-[ "$failed" = 0 ] || fail "a soak process failed"
+all_verified "$dir/soak" "${pids[@]}" || fail "a soak process failed"
 
 written=$(stat_value "$mnt" write_bytes)
 read=$(stat_value "$mnt" read_bytes)
