@@ -55,6 +55,23 @@ expect_refusal "no mountpoint" -o "$host,size=64M"
 expect_refusal "No such file or directory" "$dir/missing" -o "$host,size=64M"
 expect_refusal "is not a directory" "$dir/file" -o "$host,size=64M"
 
+# transport=uring where the fuse module's enable_uring is N and cannot be
+# turned on: a read-only file bound over the parameter stands for it.  The
+# bind is undone before anything else on exit, so the real parameter is
+# back whatever happens.
+uring_param=/sys/module/fuse/parameters/enable_uring
+if [ -e "$uring_param" ] && "$VRAMFS" --version | grep -q 'transports:.*uring'; then
+  echo N >"$dir/enable_uring"
+  cleanup_first() { mountpoint -q "$uring_param" && umount "$uring_param"; }
+  mount --bind "$dir/enable_uring" "$uring_param"
+  mount -o remount,bind,ro "$uring_param"
+  expect_refusal "transport=uring: FUSE over io_uring is off ($uring_param is N) and cannot be turned on: Read-only file system" \
+    "$mnt" -o "$host,size=64M,transport=uring"
+  umount "$uring_param"
+else
+  echo "not checked: transport=uring with enable_uring unsettable (this kernel or build has no FUSE over io_uring)"
+fi
+
 # A backend this build or machine lacks.
 if "$VRAMFS" --version | grep -q cuda; then
   if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then

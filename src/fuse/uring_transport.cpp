@@ -41,18 +41,26 @@ std::optional<std::string> uring_unavailable() {
   if (fd < 0 && errno == ENOENT)
     return std::string("this kernel has no FUSE over io_uring (") + enable_uring_path +
            " is missing; it needs Linux 6.14 or later with CONFIG_FUSE_IO_URING)";
+  // Why it cannot be written, if it cannot: that is what the user must fix.
+  int err = fd < 0 ? errno : 0;
+  bool writable = fd >= 0;
   if (fd < 0) fd = open(enable_uring_path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return std::string("cannot read ") + enable_uring_path + ": " + strerror(errno);
   char value = 0;
   bool on = pread(fd, &value, 1, 0) == 1 && value == 'Y';
   // The kernel offers io_uring in INIT only while the parameter is Y.
-  if (!on && pwrite(fd, "Y", 1, 0) == 1) on = true;
-  int err = errno;
+  if (!on && writable) {
+    if (pwrite(fd, "Y", 1, 0) == 1)
+      on = true;
+    else
+      err = errno;
+  }
   close(fd);
   if (!on)
     return std::string("FUSE over io_uring is off (") + enable_uring_path +
-           " is N) and cannot be turned on: " + strerror(err) + " (it needs root)";
+           " is N) and cannot be turned on: " + strerror(err) +
+           (err == EACCES || err == EPERM ? " (it needs root)" : "");
   return std::nullopt;
 #endif
 }
