@@ -447,7 +447,7 @@ void page_cache::writeback_loop() {
       if (before_writeback_sleep) before_writeback_sleep();
       // The predicate looks again once asleep: a wake-up that came since
       // is not lost (add_dirty sets the flag under this mutex).
-      if (sleep) writeback_wake_.wait_for(lock, std::chrono::seconds(1), wanted);
+      if (sleep) writeback_wake_.wait_for(lock, writeback_period, wanted);
       if (writeback_stop_) return;
       writeback_wanted_ = false;
     }

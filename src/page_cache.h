@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -116,6 +117,9 @@ class page_cache {
   // For tests: called by the write-back thread with its mutex held, after
   // it looked whether there is work and before it sleeps.
   void (*before_writeback_sleep)() = nullptr;
+  // How long the write-back thread sleeps when nobody wakes it.  Tests
+  // lengthen it, so that a lost wake-up shows as a wait no load explains.
+  std::chrono::milliseconds writeback_period{std::chrono::seconds(1)};
 
  private:
   struct alignas(64) set_lock {
