@@ -27,8 +27,13 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (opts.show_version) {
-    printf("vramfs %s (backends: %s; transports: %s), libfuse %s\n", PACKAGE_VERSION,
-           available_backends(), available_transports(), fuse_pkgversion());
+#ifdef VRAMFS_SANITIZED
+    const char *build = "; sanitizer build, not for real swap";
+#else
+    const char *build = "";
+#endif
+    printf("vramfs %s (backends: %s; transports: %s%s), libfuse %s\n", PACKAGE_VERSION,
+           available_backends(), available_transports(), build, fuse_pkgversion());
     return 0;
   }
   if (auto err = fault_injection::configure_from_environment()) {

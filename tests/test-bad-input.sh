@@ -119,7 +119,7 @@ if command -v setpriv >/dev/null && [ "$(ulimit -H -l)" != unlimited ]; then
   mkdir -p "$dir/user" && chown nobody "$dir/user"
   err=$(setpriv --reuid=nobody --regid=nogroup --clear-groups -- \
     "$VRAMFS" "$dir/user" -o "$host,size=64M" 2>&1) && fail "a user without a memlock limit mounted"
-  if grep -q "sanitizer build" <<<"$err"; then
+  if "$VRAMFS" --version | grep -q "sanitizer build"; then
     echo "note: the sanitizer build locks no memory: not checked"
   else
     grep -q "memlock limit" <<<"$err" || fail "the refusal does not name the memlock limit: $err"
