@@ -62,7 +62,7 @@ std::vector<uint8_t> pattern(size_t len, uint8_t seed) {
 // cuda store does when CUDA refuses one piece of a copy).
 class watching_store final : public block_store {
  public:
-  explicit watching_store(uint64_t size) : block_store(size, false), inner_(size, false) {}
+  watching_store(uint64_t size, bool lazy) : block_store(size, lazy), inner_(size, lazy) {}
 
   unsigned queued_since_wait = 0;
   unsigned fail_submit = 0;  // the Nth submit from now fails; 0: none
@@ -97,6 +97,38 @@ class watching_store final : public block_store {
     return err;
   }
   host_store inner_;
+};
+
+
+// 64 KiB blocks of sixteen 4 KiB sectors, 8 lines in one set, over a
+// Store of 16 blocks.
+template <class Store>
+struct sector_fixture {
+  static constexpr uint64_t block_bytes = 64 * 1024;
+  sector_fixture()
+      : store(16 * block_bytes, false),
+        extents(16),
+        cache(store, extents, counters, block_bytes, 8 * block_bytes),
+        ch(store.open_channel()),
+        whole(pattern(block_bytes, 5)) {}
+
+  // Block 0 stored, pushed out of the set, then its sector 1 written again:
+  // its new line lacks two runs (sector 0, sectors 2-15), which a read of
+  // the block fetches from the store.
+  void leave_block0_holding_sector1() {
+    ck_assert_int_eq(cache.write(*ch, 0, whole.data(), block_bytes), 0);
+    for (uint64_t b = 1; b <= 8; ++b)
+      ck_assert_int_eq(cache.write(*ch, b * block_bytes, whole.data(), block_bytes), 0);
+    ck_assert_int_eq(cache.flush(*ch), 0);
+    ck_assert_int_eq(cache.write(*ch, 4096, whole.data() + 4096, 4096), 0);
+  }
+
+  Store store;
+  extent_map extents;
+  stats counters;
+  page_cache cache;
+  std::unique_ptr<store_channel> ch;
+  std::vector<uint8_t> whole;
 };
 
 }  // namespace
@@ -375,19 +407,10 @@ START_TEST(failed_fetch_is_an_error_not_zeros) {
   ck_assert(!fault_injection::configure(""));
   ck_assert(f.read(0, block) == data);
 
-  constexpr uint64_t big = 64 * 1024;
-  host_store store(16 * big, false);
-  extent_map extents(16);
-  stats counters;
-  page_cache cache(store, extents, counters, big, 8 * big);
-  auto ch = store.open_channel();
-  auto whole = pattern(big, 5);
-  ck_assert_int_eq(cache.write(*ch, 0, whole.data(), big), 0);
-  ck_assert_int_eq(cache.flush(*ch), 0);
-  for (uint64_t b = 1; b <= 8; ++b) ck_assert_int_eq(cache.write(*ch, b * big, whole.data(), big), 0);
-  ck_assert_int_eq(cache.write(*ch, 4096, whole.data(), 4096), 0);  // the line holds sector 1
+  sector_fixture<host_store> s;
+  s.leave_block0_holding_sector1();
   ck_assert(!fault_injection::configure("copy:1"));
-  ck_assert_int_eq(cache.read(*ch, 0, got.data(), got.size()), -EIO);  // sector 0 must come from the store
+  ck_assert_int_eq(s.cache.read(*s.ch, 0, got.data(), got.size()), -EIO);  // sector 0 must come from the store
   ck_assert(!fault_injection::configure(""));
 }
 END_TEST
@@ -397,36 +420,23 @@ START_TEST(a_failed_submit_still_waits_for_the_copies_before_it) {
   // piece fails to queue, the earlier ones may still be writing into the
   // line, which another request reuses once the set's lock drops: the cache
   // must wait for them before it answers.
-  constexpr uint64_t big = 64 * 1024;
-  watching_store store(16 * big);
-  extent_map extents(16);
-  stats counters;
-  page_cache cache(store, extents, counters, big, 8 * big);
-  auto ch = store.open_channel();
-  auto whole = pattern(big, 6);
-  ck_assert_int_eq(cache.write(*ch, 0, whole.data(), big), 0);
-  ck_assert_int_eq(cache.flush(*ch), 0);
-  for (uint64_t b = 1; b <= 8; ++b) ck_assert_int_eq(cache.write(*ch, b * big, whole.data(), big), 0);
-  ck_assert_int_eq(cache.flush(*ch), 0);
-  // Block 0 is out of the cache; a line that holds only its sector 1 lacks
-  // two runs (sector 0, sectors 2-15): reading the block queues two copies.
-  ck_assert_int_eq(cache.write(*ch, 4096, whole.data() + 4096, 4096), 0);
-  store.fail_submit = 2;
-  std::vector<uint8_t> got(big);
-  ck_assert_int_eq(cache.read(*ch, 0, got.data(), big), -EIO);
-  ck_assert_uint_eq(store.queued_since_wait, 0);
+  sector_fixture<watching_store> s;
+  s.leave_block0_holding_sector1();
+  s.store.fail_submit = 2;  // the second run of the fetch
+  std::vector<uint8_t> got(s.block_bytes);
+  ck_assert_int_eq(s.cache.read(*s.ch, 0, got.data(), got.size()), -EIO);
+  ck_assert_uint_eq(s.store.queued_since_wait, 0);
 
-  // Write-back: two dirty runs in one line (sectors 0-1, written above,
-  // and sector 3); the second fails to queue.
-  ck_assert_int_eq(cache.write(*ch, 0, whole.data(), 4096), 0);
-  ck_assert_int_eq(cache.write(*ch, 3 * 4096, whole.data() + 3 * 4096, 4096), 0);
-  store.fail_submit = 2;
-  ck_assert_int_eq(cache.flush(*ch), -EIO);
-  ck_assert_uint_eq(store.queued_since_wait, 0);
-  ck_assert_int_eq(cache.flush(*ch), 0);  // still dirty, written now
-  ck_assert(cache.read(*ch, 0, got.data(), big) == 0);
-  std::vector<uint8_t> want = whole;
-  ck_assert(got == want);
+  // Write-back: two dirty runs in one line (sectors 0-1, with sector 1
+  // written above, and sector 3); the second fails to queue.
+  ck_assert_int_eq(s.cache.write(*s.ch, 0, s.whole.data(), 4096), 0);
+  ck_assert_int_eq(s.cache.write(*s.ch, 3 * 4096, s.whole.data() + 3 * 4096, 4096), 0);
+  s.store.fail_submit = 2;
+  ck_assert_int_eq(s.cache.flush(*s.ch), -EIO);
+  ck_assert_uint_eq(s.store.queued_since_wait, 0);
+  ck_assert_int_eq(s.cache.flush(*s.ch), 0);  // still dirty, written now
+  ck_assert_int_eq(s.cache.read(*s.ch, 0, got.data(), got.size()), 0);
+  ck_assert(got == s.whole);
 }
 END_TEST
 
