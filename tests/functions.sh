@@ -206,8 +206,6 @@ spawn_in_cgroup() {
   SPAWNED=$!
 }
 
-# unlimit_cgroup DIR: lifts its memory limit.  swapoff charges the pages it
-# brings back to their owner's cgroup: under the limit it would OOM-kill.
 # all_verified OUTPUT_PREFIX PID...: waits for each swapping process
 # (spawned with output OUTPUT_PREFIX.N, N counting from 0), prints what it
 # said, and fails unless every one exited 0 having verified its pages.
@@ -227,6 +225,8 @@ all_verified() {
   [ "$failed" = 0 ]
 }
 
+# unlimit_cgroup DIR: lifts its memory limit.  swapoff charges the pages it
+# brings back to their owner's cgroup: under the limit it would OOM-kill.
 unlimit_cgroup() {
   if [ -f "$1/memory.max" ]; then echo max >"$1/memory.max"; else echo -1 >"$1/memory.limit_in_bytes"; fi
 }

@@ -273,10 +273,10 @@ grep -q "^vramswap: cgroup /${CG##*/} holds .* --force: its processes may be OOM
 ! swap_active "$LOOP" || fail "stop --force left gpu0's swap on"
 swap_active "$LOOP1" || fail "stop --gpu 0 --force turned gpu1's swap off"
 alive "$SWAPPER_PID" || fail "the swapper died in stop --force"
-kill -CONT "$SWAPPER_PID"
 info "... and a plain stop goes through once the limit is raised"
 LOOP=$LOOP1
-unlimit_cgroup "$CG"
+unlimit_cgroup "$CG"  # first: the swapper does not go on against its old limit
+kill -CONT "$SWAPPER_PID"
 used=$(swap_used_kib "$LOOP")
 alive "$SWAPPER_PID" || fail "the swapper finished before stop; nothing was tested"
 info "$((used / 1024)) MiB of the swapper's pages in the swap; stopping"
