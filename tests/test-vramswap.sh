@@ -256,6 +256,10 @@ LOOP=$(loop_of 0)
 # page is checked on each pass.
 swapper_in_swap 64 256 8 11 "$BASE/swapper.out"
 info "... refused while the swapper's cgroup could not take its pages back"
+# Stopped, so that what stop reads is what was measured: a running swapper
+# frees swap slots as it writes its pages back in, and its cgroup may drop
+# below its limit for a moment, and stop would then rightly let it through.
+kill -STOP "$SWAPPER_PID"
 vs stop --dir "$DIR" --gpu 0
 expect_rc 1 "stop with a memory-limited cgroup in the swap"
 echo "$ERR"
@@ -264,7 +268,6 @@ grep -Eq "^vramswap: cgroup /${CG##*/} holds [0-9]+ MiB in swap and has [0-9]+ M
 swap_active "$LOOP" || fail "the refused stop turned the swap off"
 alive "$SWAPPER_PID" || fail "the swapper died in the refused stop"
 info "... --force stops gpu0 anyway (the cgroup makes room in gpu1's swap)"
-kill -STOP "$SWAPPER_PID"
 vs stop --dir "$DIR" --gpu 0 --force
 echo "$ERR"
 expect_rc 0 "stop --gpu 0 --force"
