@@ -22,6 +22,18 @@ std::optional<std::string> parse_unsigned(const std::string &text, uint64_t *out
   return std::nullopt;
 }
 
+// KEY=VALUE where VALUE counts something from 1 to max; `what` says what
+// in the message ("a number", "a number of seconds").
+std::optional<std::string> parse_count(const std::string &key, const std::string &value,
+                                       uint64_t max, const char *what, unsigned *out) {
+  uint64_t n;
+  if (parse_unsigned(value, &n) || n < 1 || n > max)
+    return "invalid " + key + "=" + value + ": must be " + what + " from 1 to " +
+           std::to_string(max);
+  *out = unsigned(n);
+  return std::nullopt;
+}
+
 // Options of mount(8) and fstab that mean nothing to a FUSE filesystem and
 // that mount.fuse3 may pass on; accepted and ignored, as other filesystems do.
 bool is_ignored_mount_option(const std::string &key) {
@@ -98,39 +110,25 @@ std::optional<std::string> apply_option(const std::string &item, options *o,
     if (auto err = parse_power_of_two_size(key, value, min_block, max_block, &o->block)) return err;
   } else if (key == "threads") {
     if (auto e = need_value()) return e;
-    uint64_t n;
-    if (parse_unsigned(value, &n) || n < 1 || n > max_threads)
-      return "invalid threads=" + value + ": must be a number from 1 to " +
-             std::to_string(max_threads);
-    o->threads = unsigned(n);
+    if (auto err = parse_count(key, value, max_threads, "a number", &o->threads)) return err;
     o->threads_given = true;
   } else if (key == "copy_timeout") {
     if (auto e = need_value()) return e;
-    uint64_t n;
-    if (parse_unsigned(value, &n) || n < 1 || n > max_copy_timeout)
-      return "invalid copy_timeout=" + value + ": must be a number of seconds from 1 to " +
-             std::to_string(max_copy_timeout);
-    o->copy_timeout = unsigned(n);
+    if (auto err = parse_count(key, value, max_copy_timeout, "a number of seconds", &o->copy_timeout))
+      return err;
   } else if (key == "transport") {
     if (value == "dev") o->transport = transport_kind::dev;
     else if (value == "uring") o->transport = transport_kind::uring;
     else return "invalid transport=" + value + ": must be dev or uring";
   } else if (key == "queue_depth") {
     if (auto e = need_value()) return e;
-    uint64_t n;
-    if (parse_unsigned(value, &n) || n < 1 || n > max_queue_depth)
-      return "invalid queue_depth=" + value + ": must be a number from 1 to " +
-             std::to_string(max_queue_depth);
-    o->queue_depth = unsigned(n);
-    o->queue_depth_given = true;
+    if (auto err = parse_count(key, value, max_queue_depth, "a number", &o->queue_depth)) return err;
+    o->uring_queue_given = true;
   } else if (key == "queue_threads") {
     if (auto e = need_value()) return e;
-    uint64_t n;
-    if (parse_unsigned(value, &n) || n < 1 || n > max_queue_threads)
-      return "invalid queue_threads=" + value + ": must be a number from 1 to " +
-             std::to_string(max_queue_threads);
-    o->queue_threads = unsigned(n);
-    o->queue_depth_given = true;
+    if (auto err = parse_count(key, value, max_queue_threads, "a number", &o->queue_threads))
+      return err;
+    o->uring_queue_given = true;
   } else if (key == "max_read" || key == "max_write" || key == "max_background" ||
              key == "congestion_threshold") {
     // vramfs answers the kernel's INIT itself and sizes requests to its
@@ -208,7 +206,7 @@ std::vector<std::string> option_warnings(const options &opts) {
     if (opts.device_given) out.push_back("device=" + opts.device + " is ignored with backend=host");
     if (opts.reserve_given) out.push_back("reserve= is ignored with backend=host");
   }
-  if (opts.transport == transport_kind::dev && opts.queue_depth_given)
+  if (opts.transport == transport_kind::dev && opts.uring_queue_given)
     out.push_back("queue_depth= and queue_threads= are ignored with transport=dev");
   if (opts.transport == transport_kind::uring && opts.threads_given)
     out.push_back("threads= is ignored with transport=uring (one thread per CPU queue)");

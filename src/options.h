@@ -56,7 +56,9 @@ struct options {
   // Entries per io_uring queue (one queue per possible CPU, each entry
   // with a 1 MiB buffer).
   unsigned queue_depth = 8;
-  bool queue_depth_given = false;
+  // queue_depth= or queue_threads= was given: both mean nothing to
+  // transport=dev, which warns.
+  bool uring_queue_given = false;
   // Threads (each with its own ring and queue_depth entries) per io_uring
   // queue: a request then waits for a GPU copy only on the thread that
   // took it, not in front of the others of its CPU.

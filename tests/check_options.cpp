@@ -167,6 +167,28 @@ START_TEST(large_block_raises_default_cache) {
 }
 END_TEST
 
+START_TEST(options_of_the_other_transport_are_warned_about) {
+  // Each transport ignores the other's options: said, not silently dropped.
+  auto warnings_for = [](const char *opts) {
+    options o;
+    auto err = parse({"/mnt", "-o", opts}, &o);
+    ck_assert_msg(!err, "%s: %s", opts, err ? err->c_str() : "");
+    return option_warnings(o);
+  };
+  auto says = [](const std::vector<std::string> &w, const char *text) {
+    for (const auto &line : w)
+      if (line.find(text) != std::string::npos) return true;
+    return false;
+  };
+  ck_assert(says(warnings_for("size=1G,queue_depth=4"), "are ignored with transport=dev"));
+  ck_assert(says(warnings_for("size=1G,queue_threads=2"), "are ignored with transport=dev"));
+  ck_assert(says(warnings_for("size=1G,transport=uring,threads=4"),
+                 "threads= is ignored with transport=uring"));
+  ck_assert(warnings_for("size=1G,transport=uring,queue_depth=4,queue_threads=2").empty());
+  ck_assert(warnings_for("size=1G,threads=4").empty());
+}
+END_TEST
+
 START_TEST(help_and_version) {
   options o;
   ck_assert(!parse({"--help"}, &o));
@@ -191,6 +213,7 @@ Suite *make_suite() {
   tcase_add_test(tc, command_line_all_options);
   tcase_add_test(tc, command_line_errors);
   tcase_add_test(tc, large_block_raises_default_cache);
+  tcase_add_test(tc, options_of_the_other_transport_are_warned_about);
   tcase_add_test(tc, help_and_version);
   suite_add_tcase(s, tc);
   return s;
