@@ -2,11 +2,9 @@
 // fuse/operations.h), over the host store.  Every malformed request must
 // get an error, never a crash or a reply built from bytes that were not
 // there.
-#include "extent_map.h"
 #include "fuse/operations.h"
 #include "fuse/request.h"
-#include "host_store.h"
-#include "page_cache.h"
+#include "small_filesystem.h"
 #include "stats.h"
 
 #include <fcntl.h>
@@ -26,17 +24,11 @@ using namespace vramfs::fuse;
 
 namespace {
 
-constexpr uint64_t block = 64 * 1024;
-constexpr uint64_t file_size = 4 * 1024 * 1024;
+constexpr uint64_t block = small_filesystem::block;
+constexpr uint64_t file_size = small_filesystem::file_size;
 
-struct fixture {
-  explicit fixture(bool wish_uring = false)
-      : store(file_size, true),
-        extents(file_size / block),
-        cache(store, extents, state.counters, block, 16 * block),
-        fs(store, extents, cache, state, "swapfile", connection_wish{wish_uring}),
-        ch(store.open_channel()),
-        out(max_request_bytes) {}
+struct fixture : small_filesystem {
+  using small_filesystem::small_filesystem;
 
   // Builds the bytes /dev/fuse would deliver and answers them.
   answer send(uint32_t opcode, uint64_t nodeid, const void *arg, size_t arg_len,
@@ -73,13 +65,6 @@ struct fixture {
   }
   answer lookup(const char *name, size_t len) { return send(op_lookup, root_ino, nullptr, 0, name, len); }
 
-  host_store store;
-  extent_map extents;
-  mount_state state;
-  page_cache cache;
-  filesystem fs;
-  std::unique_ptr<store_channel> ch;
-  std::vector<std::byte> out;
 };
 
 std::vector<std::byte> header_only(uint32_t len, uint32_t opcode, size_t actual) {

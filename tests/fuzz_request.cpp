@@ -2,13 +2,10 @@
 // it (`make fuzz`): any bytes, as /dev/fuse or a ring entry would deliver
 // them, must be answered with a reply or an error, never a crash, a read
 // past the bytes given, or a reply longer than the buffer.
-#include "extent_map.h"
 #include "fuse/operations.h"
 #include "fuse/request.h"
-#include "host_store.h"
 #include "log.h"
-#include "mount_state.h"
-#include "page_cache.h"
+#include "small_filesystem.h"
 
 #include <cstdint>
 #include <cstdlib>
@@ -21,25 +18,6 @@ using namespace vramfs::fuse;
 
 namespace {
 
-// One small filesystem for the whole run: state carries over from input to
-// input, as it does on a real connection.
-struct target {
-  target()
-      : store(4 << 20, true),
-        extents((4 << 20) / 65536),
-        cache(store, extents, state.counters, 65536, 8 * 65536),
-        fs(store, extents, cache, state, "swapfile", connection_wish{}),
-        channel(store.open_channel()),
-        out(max_request_bytes) {}
-  host_store store;
-  extent_map extents;
-  mount_state state;
-  page_cache cache;
-  filesystem fs;
-  std::unique_ptr<store_channel> channel;
-  std::vector<std::byte> out;
-};
-
 void check(const answer &a, size_t out_size) {
   if (a.error > 0 || a.error < -4095) abort();  // 0 or a negative errno
   if (!a.error && a.length > out_size) abort();
@@ -48,9 +26,11 @@ void check(const answer &a, size_t out_size) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static target *t = [] {
+  // One filesystem for the whole run: state carries over from input to
+  // input, as it does on a real connection.
+  static small_filesystem *t = [] {
     log_set_verbose(false);
-    return new target;
+    return new small_filesystem;
   }();
   auto bytes = std::as_bytes(std::span(data, size));
   uint64_t unique;
@@ -59,14 +39,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   // past them is caught.
   std::vector<std::byte> device(bytes.begin(), bytes.end());
   if (auto req = split_device_request(device, &unique, &why))
-    check(dispatch(t->fs, *t->channel, *req, t->out), t->out.size());
+    check(dispatch(t->fs, *t->ch, *req, t->out), t->out.size());
   // As a ring entry: a 288-byte header, then the payload buffer.
   if (size >= sizeof(uring_req_header)) {
     uring_req_header h;
     memcpy(&h, data, sizeof h);
     std::vector<std::byte> payload(bytes.begin() + sizeof h, bytes.end());
     if (auto req = split_ring_request(h, payload, &unique, &why))
-      check(dispatch(t->fs, *t->channel, *req, t->out), t->out.size());
+      check(dispatch(t->fs, *t->ch, *req, t->out), t->out.size());
   }
   return 0;
 }
