@@ -103,9 +103,12 @@ registered() {
 # would run under set -e, and a failing command there would skip the
 # cleanup.
 cleanup() {
-  local status=$? dir dev mp
+  local status=$?
   set +e
   if declare -F cleanup_first >/dev/null; then cleanup_first; fi
+  # Declared after cleanup_first ran: locals named like a test's globals
+  # (dir, say) would hide them from it.
+  local dir dev mp
   {
     grep -v '^dir ' "$_registry"
     while read -r dir; do
