@@ -42,6 +42,14 @@ struct fixture {
     ck_assert_int_eq(cache.read(*ch, offset, out.data(), len), 0);
     return out;
   }
+  // Block 0 written, then pushed out of the one set (8 lines) and flushed:
+  // the store holds it and the cache does not.
+  void store_block_0(const std::vector<uint8_t> &data) {
+    ck_assert_int_eq(cache.write(*ch, 0, data.data(), block), 0);
+    for (uint64_t b = 1; b <= 8; ++b)
+      ck_assert_int_eq(cache.write(*ch, b * block, data.data(), block), 0);
+    ck_assert_int_eq(cache.flush(*ch), 0);
+  }
 
   host_store store;
   extent_map extents;
@@ -296,10 +304,7 @@ START_TEST(a_small_write_to_a_stored_block_copies_nothing) {
   // misses copies once, straight into the reply.
   fixture f(64);
   auto data = pattern(block, 4);
-  ck_assert_int_eq(f.cache.write(*f.ch, 0, data.data(), block), 0);
-  for (uint64_t b = 1; b <= 8; ++b)  // push block 0 out of the one set
-    ck_assert_int_eq(f.cache.write(*f.ch, b * block, data.data(), block), 0);
-  ck_assert_int_eq(f.cache.flush(*f.ch), 0);
+  f.store_block_0(data);
   uint64_t waits = f.counters.copy_waits.load();
   auto page = pattern(4096, 9);
   ck_assert_int_eq(f.cache.write(*f.ch, 0, page.data(), 4096), 0);
@@ -397,10 +402,7 @@ START_TEST(failed_fetch_is_an_error_not_zeros) {
   // a failed copy must be an error, never zeros or stale bytes.
   fixture f(64);
   auto data = pattern(block, 2);
-  ck_assert_int_eq(f.cache.write(*f.ch, 0, data.data(), block), 0);
-  for (uint64_t b = 1; b <= 8; ++b)  // push block 0 out of the one set
-    ck_assert_int_eq(f.cache.write(*f.ch, b * block, data.data(), block), 0);
-  ck_assert_int_eq(f.cache.flush(*f.ch), 0);
+  f.store_block_0(data);
   ck_assert(!fault_injection::configure("copy:1"));
   std::vector<uint8_t> got(100);
   ck_assert_int_eq(f.cache.read(*f.ch, 10, got.data(), got.size()), -EIO);

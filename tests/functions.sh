@@ -57,6 +57,8 @@ requires_loop() {
 requires_swap() {
   if ! command -v mkswap >/dev/null || ! command -v swapon >/dev/null; then skip "no mkswap/swapon"; fi
 }
+# What every test that swaps through vramfs needs.
+requires_swap_machine() { requires_root; requires_fuse; requires_loop; requires_swap; }
 requires_gpu() {
   if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
     skip_optional "no NVIDIA GPU here"

@@ -5,10 +5,7 @@
 # hang, no lost data, and nothing left mounted when a mount is abandoned.
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
-requires_root
-requires_fuse
-requires_loop
-requires_swap
+requires_swap_machine
 
 dir=$(make_tempdir)
 mnt=$dir/mnt

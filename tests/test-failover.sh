@@ -11,10 +11,7 @@
 # on the GPU with backend=cuda, 8 processes and 20 kills.
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
-requires_root
-requires_fuse
-requires_loop
-requires_swap
+requires_swap_machine
 
 kill_count=${VRAMFS_FAILOVER_KILLS:-5}
 procs=${VRAMFS_FAILOVER_PROCS:-3}

@@ -9,10 +9,7 @@
 export TESTS_DIR
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
-requires_root
-requires_fuse
-requires_loop
-requires_swap
+requires_swap_machine
 
 dir=$(make_tempdir)
 

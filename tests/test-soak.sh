@@ -8,10 +8,7 @@
 # it longer or wider; tests/run-gpu runs it on the GPU with backend=cuda.
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
-requires_root
-requires_fuse
-requires_loop
-requires_swap
+requires_swap_machine
 
 seconds=${VRAMFS_SOAK_SECONDS:-20}
 procs=${VRAMFS_SOAK_PROCS:-3}

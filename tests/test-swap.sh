@@ -4,10 +4,7 @@
 # every page verified after its trip through swap.
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
-requires_root
-requires_fuse
-requires_loop
-requires_swap
+requires_swap_machine
 
 dir=$(make_tempdir)
 mnt=$dir/mnt

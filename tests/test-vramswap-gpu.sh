@@ -7,10 +7,7 @@
 : "${TESTS_DIR:=$(cd "$(dirname "$0")" && pwd)}"
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
-requires_root
-requires_fuse
-requires_loop
-requires_swap
+requires_swap_machine
 requires_gpu
 "$VRAMFS" --version | grep -q cuda || skip_optional "this vramfs was built without CUDA"
 : "${VRAMSWAP:=$TESTS_DIR/../scripts/vramswap}"

@@ -8,10 +8,7 @@
 : "${TESTS_DIR:=$(cd "$(dirname "$0")" && pwd)}"
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
-requires_root
-requires_fuse
-requires_loop
-requires_swap
+requires_swap_machine
 command -v script >/dev/null || skip "no script(1) (bsdutils) to give vramswap a terminal"
 
 # shellcheck source=tests/vramswap_functions.sh

@@ -9,10 +9,7 @@
 : "${TESTS_DIR:=$(cd "$(dirname "$0")" && pwd)}"
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
-requires_root
-requires_fuse
-requires_loop
-requires_swap
+requires_swap_machine
 command -v python3 >/dev/null || skip "no python3 to read the JSON and the metrics back"
 
 # shellcheck source=tests/vramswap_functions.sh
