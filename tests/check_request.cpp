@@ -64,7 +64,6 @@ struct fixture : small_filesystem {
     return send(op_init, 0, &in, sizeof in);
   }
   answer lookup(const char *name, size_t len) { return send(op_lookup, root_ino, nullptr, 0, name, len); }
-
 };
 
 std::vector<std::byte> header_only(uint32_t len, uint32_t opcode, size_t actual) {

@@ -30,6 +30,12 @@ run_helpers VRAMFS_TESTS_MUST_RUN=1 -- 'requires_gpu; skip_optional "built witho
 run_helpers VRAMFS_TESTS_MUST_RUN=0 -- 'skip "no /dev/fuse"'
 [ "$STATUS" = 77 ] || fail "skip exited $STATUS: $OUTPUT"
 
+info "cleanup_first sees the test's own variables, even those named like cleanup's"
+# shellcheck disable=SC2016 # $dir is the inner script's, expanded there
+run_helpers -- 'dir=/the/tests/dir; cleanup_first() { echo "cleanup_first saw dir=$dir"; }'
+grep -qx "cleanup_first saw dir=/the/tests/dir" <<<"$OUTPUT" ||
+  fail "cleanup_first did not see the test's \$dir (status $STATUS): $OUTPUT"
+
 info "the mount table, escapes decoded"
 printf '%s\n' \
   '36 25 0:31 / /tmp/a\040b rw,relatime shared:1 - fuse.vramfs vram\040swap rw' \
