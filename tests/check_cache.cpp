@@ -1,9 +1,9 @@
 // Unit tests: the page cache over the host store.
-#include "extent_map.h"
-#include "fault_injection.h"
-#include "host_store.h"
-#include "page_cache.h"
-#include "stats.h"
+#include "cache/extent_map.h"
+#include "common/fault_injection.h"
+#include "store/host_store.h"
+#include "cache/page_cache.h"
+#include "common/stats.h"
 
 #include <atomic>
 #include <chrono>

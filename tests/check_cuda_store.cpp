@@ -2,13 +2,13 @@
 // saying why, where no GPU is usable.  Fork mode is off (CUDA cannot be
 // used in a child forked after the parent started it), so the tests run in
 // one process, one after the other.
-#include "block_store.h"
-#include "cuda_store.h"
-#include "extent_map.h"
-#include "fault_injection.h"
-#include "options.h"
-#include "page_cache.h"
-#include "stats.h"
+#include "store/block_store.h"
+#include "store/cuda_store.h"
+#include "cache/extent_map.h"
+#include "common/fault_injection.h"
+#include "common/options.h"
+#include "cache/page_cache.h"
+#include "common/stats.h"
 #include "store_copy.h"
 
 #include <cuda_runtime.h>

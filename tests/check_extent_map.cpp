@@ -1,5 +1,5 @@
 // Unit tests: the map of blocks that hold data.
-#include "extent_map.h"
+#include "cache/extent_map.h"
 
 // Last: check.h defines macros (fail) that clash with the C++ library.
 #include "check_main.h"

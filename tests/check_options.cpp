@@ -1,5 +1,5 @@
 // Unit tests: sizes and the command line.
-#include "options.h"
+#include "common/options.h"
 
 #include <string>
 #include <vector>

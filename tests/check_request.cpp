@@ -5,7 +5,7 @@
 #include "fuse/operations.h"
 #include "fuse/request.h"
 #include "small_filesystem.h"
-#include "stats.h"
+#include "common/stats.h"
 
 #include <fcntl.h>
 #include <linux/falloc.h>

@@ -1,6 +1,6 @@
 // Unit tests: the host store.
-#include "fault_injection.h"
-#include "host_store.h"
+#include "common/fault_injection.h"
+#include "store/host_store.h"
 #include "store_copy.h"
 
 #include <cstring>

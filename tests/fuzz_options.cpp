@@ -1,7 +1,7 @@
 // libFuzzer target over the option and size parsers: no input may crash
 // them, and whatever they accept must be consistent.  Built and run by
 // `make fuzz` (clang with -fsanitize=fuzzer), for a bounded time in CI.
-#include "options.h"
+#include "common/options.h"
 
 #include <cstdint>
 #include <cstdlib>

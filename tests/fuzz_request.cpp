@@ -4,7 +4,7 @@
 // past the bytes given, or a reply longer than the buffer.
 #include "fuse/operations.h"
 #include "fuse/request.h"
-#include "log.h"
+#include "common/log.h"
 #include "small_filesystem.h"
 
 #include <cstdint>

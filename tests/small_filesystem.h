@@ -3,12 +3,12 @@
 // request decoder's unit tests and its fuzz target answer requests with.
 #pragma once
 
-#include "extent_map.h"
+#include "cache/extent_map.h"
 #include "fuse/operations.h"
 #include "fuse/request.h"
-#include "host_store.h"
-#include "mount_state.h"
-#include "page_cache.h"
+#include "store/host_store.h"
+#include "fuse/mount_state.h"
+#include "cache/page_cache.h"
 
 #include <cstddef>
 #include <cstdint>

@@ -1,7 +1,7 @@
 // Synchronous copies to and from a block store, for the store suites.
 #pragma once
 
-#include "block_store.h"
+#include "store/block_store.h"
 
 namespace vramfs {
 

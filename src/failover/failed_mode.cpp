@@ -1,6 +1,6 @@
 #include "failover/failed_mode.h"
 
-#include "log.h"
+#include "common/log.h"
 
 #include <dirent.h>
 #include <sys/swap.h>

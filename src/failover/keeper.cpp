@@ -1,12 +1,12 @@
 #include "failover/keeper.h"
 
-#include "daemon.h"
+#include "daemon/daemon.h"
 #include "failover/control.h"
 #include "failover/state_region.h"
-#include "log.h"
-#include "mount_state.h"
-#include "options.h"
-#include "server.h"
+#include "common/log.h"
+#include "fuse/mount_state.h"
+#include "common/options.h"
+#include "daemon/server.h"
 
 #include <poll.h>
 #include <signal.h>

@@ -1,7 +1,7 @@
 #include "failover/state_region.h"
 
-#include "extent_map.h"
-#include "mount_state.h"
+#include "cache/extent_map.h"
+#include "fuse/mount_state.h"
 
 #include <sys/mman.h>
 #include <sys/stat.h>

@@ -6,7 +6,7 @@
 // and takes it over as the dead one left it.
 #pragma once
 
-#include "page_cache.h"
+#include "cache/page_cache.h"
 
 #include <atomic>
 #include <cstddef>

@@ -1,10 +1,10 @@
 // The classic transport: threads that read /dev/fuse and write replies back.
-#include "block_store.h"
-#include "fault_injection.h"
+#include "store/block_store.h"
+#include "common/fault_injection.h"
 #include "fuse/operations.h"
 #include "fuse/request.h"
 #include "fuse/transport.h"
-#include "log.h"
+#include "common/log.h"
 
 #include <sys/uio.h>
 #include <unistd.h>

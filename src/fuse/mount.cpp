@@ -1,8 +1,8 @@
 #include "fuse/mount.h"
 
-#include "daemon.h"
-#include "log.h"
-#include "options.h"
+#include "daemon/daemon.h"
+#include "common/log.h"
+#include "common/options.h"
 
 #include "config.h"
 

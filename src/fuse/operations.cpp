@@ -1,10 +1,10 @@
 #include "fuse/operations.h"
 
-#include "block_store.h"
-#include "extent_map.h"
-#include "log.h"
-#include "page_cache.h"
-#include "stats.h"
+#include "store/block_store.h"
+#include "cache/extent_map.h"
+#include "common/log.h"
+#include "cache/page_cache.h"
+#include "common/stats.h"
 
 #include <dirent.h>
 #include <fcntl.h>

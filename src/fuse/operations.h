@@ -5,7 +5,7 @@
 #pragma once
 
 #include "fuse/request.h"
-#include "mount_state.h"
+#include "fuse/mount_state.h"
 
 #include <sys/types.h>
 

@@ -16,7 +16,7 @@
 // to exit while the data file may be open (rule 6).
 #pragma once
 
-#include "options.h"
+#include "common/options.h"
 
 #include <condition_variable>
 #include <cstddef>

@@ -2,10 +2,10 @@
 // its own ring and entries.  See transport.h for the threading model.
 #include "fuse/transport.h"
 
-#include "block_store.h"
+#include "store/block_store.h"
 #include "fuse/operations.h"
 #include "fuse/request.h"
-#include "log.h"
+#include "common/log.h"
 
 #include "config.h"
 

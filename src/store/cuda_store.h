@@ -1,7 +1,7 @@
 // The cuda store: the file's data in GPU memory.
 #pragma once
 
-#include "block_store.h"
+#include "store/block_store.h"
 
 #include <memory>
 #include <string>

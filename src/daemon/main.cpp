@@ -1,12 +1,12 @@
 // vramfs: mounts a FUSE filesystem whose one file lives in GPU memory.
-#include "daemon.h"
+#include "daemon/daemon.h"
 #include "failover/keeper.h"
-#include "fault_injection.h"
+#include "common/fault_injection.h"
 #include "fuse/mount.h"
 #include "fuse/transport.h"
-#include "log.h"
-#include "options.h"
-#include "server.h"
+#include "common/log.h"
+#include "common/options.h"
+#include "daemon/server.h"
 
 #include "config.h"
 

@@ -1,9 +1,9 @@
-#include "page_cache.h"
+#include "cache/page_cache.h"
 
-#include "block_store.h"
-#include "extent_map.h"
-#include "log.h"
-#include "stats.h"
+#include "store/block_store.h"
+#include "cache/extent_map.h"
+#include "common/log.h"
+#include "common/stats.h"
 
 #include <algorithm>
 #include <cerrno>

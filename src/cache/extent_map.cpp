@@ -1,4 +1,4 @@
-#include "extent_map.h"
+#include "cache/extent_map.h"
 
 namespace vramfs {
 extent_map::extent_map(uint64_t blocks)

@@ -3,7 +3,7 @@
 // (failover/keeper.h), so that nothing waits on a mount that lost its data.
 #pragma once
 
-#include "block_store.h"
+#include "store/block_store.h"
 
 #include <sys/mman.h>
 

@@ -6,7 +6,7 @@
 // and lock-free atomics only: nothing in it points into one process.
 #pragma once
 
-#include "stats.h"
+#include "common/stats.h"
 
 #include <atomic>
 #include <cstdint>

@@ -1,7 +1,7 @@
-#include "stats.h"
+#include "common/stats.h"
 
-#include "block_store.h"
-#include "extent_map.h"
+#include "store/block_store.h"
+#include "cache/extent_map.h"
 
 #include <unistd.h>
 

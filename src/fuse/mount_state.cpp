@@ -1,4 +1,4 @@
-#include "mount_state.h"
+#include "fuse/mount_state.h"
 
 namespace vramfs {
 

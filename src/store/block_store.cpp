@@ -1,13 +1,13 @@
-#include "block_store.h"
+#include "store/block_store.h"
 
-#include "daemon.h"
-#include "host_store.h"
-#include "options.h"
+#include "daemon/daemon.h"
+#include "store/host_store.h"
+#include "common/options.h"
 
 #include "config.h"
 
 #ifdef HAVE_CUDA
-#include "cuda_store.h"
+#include "store/cuda_store.h"
 #endif
 
 #include <sys/mman.h>

@@ -1,4 +1,4 @@
-#include "fault_injection.h"
+#include "common/fault_injection.h"
 
 #include <cstdlib>
 

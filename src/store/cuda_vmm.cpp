@@ -1,7 +1,7 @@
-#include "cuda_vmm.h"
+#include "store/cuda_vmm.h"
 
-#include "fault_injection.h"
-#include "options.h"
+#include "common/fault_injection.h"
+#include "common/options.h"
 
 #include <cuda_runtime.h>
 

@@ -1,4 +1,4 @@
-#include "options.h"
+#include "common/options.h"
 
 #include "config.h"
 

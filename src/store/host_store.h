@@ -2,7 +2,7 @@
 // for tests; it behaves like the cuda store (reserved or lazy, chunked).
 #pragma once
 
-#include "block_store.h"
+#include "store/block_store.h"
 
 #include <atomic>
 #include <memory>

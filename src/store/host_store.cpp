@@ -1,7 +1,7 @@
-#include "host_store.h"
+#include "store/host_store.h"
 
-#include "fault_injection.h"
-#include "log.h"
+#include "common/fault_injection.h"
+#include "common/log.h"
 
 #include <sys/mman.h>
 #include <unistd.h>

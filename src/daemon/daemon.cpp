@@ -1,6 +1,6 @@
-#include "daemon.h"
+#include "daemon/daemon.h"
 
-#include "log.h"
+#include "common/log.h"
 
 #include "config.h"
 
