@@ -1,9 +1,9 @@
 // Unit tests: the page cache over the host store.
 #include "cache/extent_map.h"
-#include "common/fault_injection.h"
-#include "store/host_store.h"
 #include "cache/page_cache.h"
+#include "common/fault_injection.h"
 #include "common/stats.h"
+#include "store/host_store.h"
 
 #include <atomic>
 #include <chrono>
@@ -159,7 +159,7 @@ START_TEST(eviction_under_pressure_keeps_every_block) {
     ck_assert_int_eq(f.cache.write(*f.ch, b * block, data.data(), block), 0);
   }
   ck_assert_uint_le(f.cache.dirty_lines(), 8);
-  ck_assert_uint_ge(f.counters.flushes.load(), 56);
+  ck_assert_uint_ge(f.counters.total(&stats::shard::flushes), 56);
   for (uint64_t b = 0; b < 64; ++b) ck_assert(f.read(b * block, block) == pattern(block, uint8_t(b)));
   ck_assert_uint_eq(f.extents.blocks_with_data(), 64);
 }
@@ -293,8 +293,8 @@ START_TEST(concurrent_readers_writers_and_evictions) {
   threads.back().join();
   f.cache.stop_writeback();
   ck_assert(!bad);
-  ck_assert_uint_gt(f.counters.flushes.load(), 100);    // evictions wrote back
-  ck_assert_uint_gt(f.counters.cache_misses.load(), 100);  // and fetched
+  ck_assert_uint_gt(f.counters.total(&stats::shard::flushes), 100);    // evictions wrote back
+  ck_assert_uint_gt(f.counters.total(&stats::shard::cache_misses), 100);  // and fetched
 }
 END_TEST
 
@@ -305,14 +305,14 @@ START_TEST(a_small_write_to_a_stored_block_copies_nothing) {
   fixture f(64);
   auto data = pattern(block, 4);
   f.store_block_0(data);
-  uint64_t waits = f.counters.copy_waits.load();
+  uint64_t waits = f.counters.total(&stats::shard::copy_waits);
   auto page = pattern(4096, 9);
   ck_assert_int_eq(f.cache.write(*f.ch, 0, page.data(), 4096), 0);
-  ck_assert_uint_eq(f.counters.copy_waits.load(), waits);
+  ck_assert_uint_eq(f.counters.total(&stats::shard::copy_waits), waits);
   ck_assert(f.read(0, 4096) == page);  // the line's sector
-  ck_assert_uint_eq(f.counters.copy_waits.load(), waits);
+  ck_assert_uint_eq(f.counters.total(&stats::shard::copy_waits), waits);
   ck_assert(f.read(block, 100) == std::vector<uint8_t>(data.begin(), data.begin() + 100));
-  ck_assert_uint_eq(f.counters.copy_waits.load(), waits + 1);  // one copy, 100 bytes
+  ck_assert_uint_eq(f.counters.total(&stats::shard::copy_waits), waits + 1);  // one copy, 100 bytes
 }
 END_TEST
 

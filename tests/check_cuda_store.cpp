@@ -2,13 +2,13 @@
 // saying why, where no GPU is usable.  Fork mode is off (CUDA cannot be
 // used in a child forked after the parent started it), so the tests run in
 // one process, one after the other.
-#include "store/block_store.h"
-#include "store/cuda_store.h"
 #include "cache/extent_map.h"
+#include "cache/page_cache.h"
 #include "common/fault_injection.h"
 #include "common/options.h"
-#include "cache/page_cache.h"
 #include "common/stats.h"
+#include "store/block_store.h"
+#include "store/cuda_store.h"
 #include "store_copy.h"
 
 #include <cuda_runtime.h>
@@ -408,7 +408,7 @@ START_TEST(page_cache_over_vram) {
     ck_assert_msg(memcmp(buf.data, &shadow[b * block], block) == 0, "block %llu differs in VRAM",
                   (unsigned long long)b);
   }
-  ck_assert_uint_gt(counters.flushes.load(), 1000);
+  ck_assert_uint_gt(counters.total(&stats::shard::flushes), 1000);
   if (lazy) {
     ck_assert_uint_le(s->held_bytes(), size);
     printf("lazy page cache: %llu blocks hold data, %llu MiB of VRAM held\n",

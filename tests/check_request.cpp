@@ -2,10 +2,10 @@
 // fuse/operations.h), over the host store.  Every malformed request must
 // get an error, never a crash or a reply built from bytes that were not
 // there.
+#include "common/stats.h"
 #include "fuse/operations.h"
 #include "fuse/request.h"
 #include "small_filesystem.h"
-#include "common/stats.h"
 
 #include <fcntl.h>
 #include <linux/falloc.h>

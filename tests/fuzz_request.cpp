@@ -2,9 +2,9 @@
 // it (`make fuzz`): any bytes, as /dev/fuse or a ring entry would deliver
 // them, must be answered with a reply or an error, never a crash, a read
 // past the bytes given, or a reply longer than the buffer.
+#include "common/log.h"
 #include "fuse/operations.h"
 #include "fuse/request.h"
-#include "common/log.h"
 #include "small_filesystem.h"
 
 #include <cstdint>

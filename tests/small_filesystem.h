@@ -4,11 +4,11 @@
 #pragma once
 
 #include "cache/extent_map.h"
+#include "cache/page_cache.h"
+#include "fuse/mount_state.h"
 #include "fuse/operations.h"
 #include "fuse/request.h"
 #include "store/host_store.h"
-#include "fuse/mount_state.h"
-#include "cache/page_cache.h"
 
 #include <cstddef>
 #include <cstdint>

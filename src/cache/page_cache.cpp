@@ -1,9 +1,9 @@
 #include "cache/page_cache.h"
 
-#include "store/block_store.h"
 #include "cache/extent_map.h"
 #include "common/log.h"
 #include "common/stats.h"
+#include "store/block_store.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -150,8 +150,8 @@ int page_cache::finish_copies(store_channel &ch, int submit_err) {
   // be writing into a buffer that is reused once the set's lock drops.
   int64_t start = monotonic_ns();
   int err = store_.wait(ch);
-  stats::add(stats_.copy_waits);
-  stats::add(stats_.copy_wait_ns, uint64_t(monotonic_ns() - start));
+  stats::add(stats_.mine().copy_waits);
+  stats::add(stats_.mine().copy_wait_ns, uint64_t(monotonic_ns() - start));
   return submit_err ? submit_err : err;
 }
 
@@ -205,7 +205,7 @@ int page_cache::write_back(store_channel &ch, set_state &set) {
       ++lines;
     }
   dirty_.fetch_sub(lines, std::memory_order_relaxed);
-  stats::add(stats_.flushes, lines);
+  stats::add(stats_.mine().flushes, lines);
   return 0;
 }
 
@@ -243,10 +243,10 @@ int page_cache::read_block(store_channel &ch, uint64_t block, size_t in_block, s
     if (missing) {
       // The line holds other sectors of the block (a write); the store has
       // these, and they are clean by definition.
-      stats::add(stats_.cache_misses);
+      stats::add(stats_.mine().cache_misses);
       if (int err = fetch(ch, set, *l, missing)) return err;
     } else {
-      stats::add(stats_.cache_hits);
+      stats::add(stats_.mine().cache_hits);
     }
     mark_used(set, *l);
     memcpy(dst, data_of(set, *l) + in_block, len);
@@ -254,7 +254,7 @@ int page_cache::read_block(store_channel &ch, uint64_t block, size_t in_block, s
   }
   if (!extents_.has_data(block)) {
     memset(dst, 0, len);  // a hole: nothing to copy
-    stats::add(stats_.cache_hits);
+    stats::add(stats_.mine().cache_hits);
     return 0;
   }
   // Straight from the store into the reply, just the bytes asked for: a
@@ -264,7 +264,7 @@ int page_cache::read_block(store_channel &ch, uint64_t block, size_t in_block, s
   // the only writers of its blocks in the store, wait for it instead, so
   // that it never reads a sector half written.  In lazy mode a discard
   // could give the chunk back under the copy: the lock stays.
-  stats::add(stats_.cache_misses);
+  stats::add(stats_.mine().cache_misses);
   uint64_t at = block * block_size_ + in_block;
   if (store_.lazy()) return finish_copies(ch, store_.submit_read(ch, at, dst, len));
   std::atomic<uint32_t> &readers = locks_[set_index(block)].unlocked_readers;
@@ -283,9 +283,9 @@ int page_cache::write_block(store_channel &ch, uint64_t block, size_t in_block,
   bool has_data = extents_.has_data(block);
   line_state *l = find(set, block);
   if (l) {
-    stats::add(stats_.cache_hits);
+    stats::add(stats_.mine().cache_hits);
   } else {
-    stats::add(stats_.cache_misses);
+    stats::add(stats_.mine().cache_misses);
     if (int err = take_line(ch, set, &l)) return err;
     if (!has_data) {
       // The rest of a new block reads as zeros, and its first write-back

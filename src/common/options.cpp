@@ -293,6 +293,10 @@ std::optional<std::string> parse_command_line(int argc, const char *const *argv,
       o->show_help = true;
     } else if (arg == "-V" || arg == "--version") {
       o->show_version = true;
+    } else if (arg == "--stats-keys") {
+      o->show_stats_keys = true;
+    } else if (arg == "--check-options") {
+      o->check_only = true;
     } else if (arg == "-f") {
       o->foreground = true;
     } else if (arg == "-d" || arg == "--debug") {
@@ -316,7 +320,7 @@ std::optional<std::string> parse_command_line(int argc, const char *const *argv,
       positional.push_back(arg);
     }
   }
-  if (o->show_help || o->show_version) return std::nullopt;
+  if (o->show_help || o->show_version || o->show_stats_keys) return std::nullopt;
 
   if (positional.empty()) return "no mountpoint given (usage: vramfs MOUNTPOINT -o size=SIZE)";
   if (positional.size() > 2)
@@ -371,6 +375,8 @@ std::string usage_text(const char *program) {
                      "    -d, --debug         foreground with debug messages\n"
                      "    -h, --help          print this help\n"
                      "    -V, --version       print the version\n"
+                     "    --check-options     check the options as a mount would, then exit\n"
+                     "    --stats-keys        print the keys of .stats with unit and meaning\n"
                      "\n"
                      "FUSE mount options such as -o allow_other are passed to libfuse.\n"
                      "See vramfs(8).\n";

@@ -78,6 +78,12 @@ struct options {
   bool debug = false;
   bool show_help = false;
   bool show_version = false;
+  // --stats-keys: print the keys of .stats (fuse/stats_text.h) and exit.
+  bool show_stats_keys = false;
+  // --check-options: check the command line as a mount would (every check
+  // that needs neither the mount nor the GPU) and exit: 0, or 1 with the
+  // refusal.  vramswap asks this instead of restating the rules.
+  bool check_only = false;
   // Arguments left for libfuse (its own -o options such as allow_other).
   std::vector<std::string> fuse_args;
 

@@ -198,13 +198,6 @@ std::optional<std::string> lock_memory() {
 #endif
 }
 
-std::string memory_limit_hint() {
-  rlimit limit{};
-  if (getrlimit(RLIMIT_MEMLOCK, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return "";
-  return " (the memlock limit is " + std::to_string(limit.rlim_cur / 1024) +
-         " KiB and could not be raised: run vramfs as root)";
-}
-
 std::optional<std::string> become_io_flusher() {
   if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) != 0)
     return "cannot set PR_SET_IO_FLUSHER: " + errno_text() +
@@ -270,23 +263,6 @@ void stop_signals::run() {
     const char *name = sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "SIGHUP";
     if (auto refusal = on_stop_(name)) log_warn("%s", refusal->c_str());
   }
-}
-
-std::optional<std::string> unmount(const std::string &mountpoint) {
-  if (geteuid() == 0) {
-    if (umount2(mountpoint.c_str(), UMOUNT_NOFOLLOW) == 0) return std::nullopt;
-    return errno_text();
-  }
-  // Not root: the setuid helper of libfuse does it for the mounting user.
-  pid_t pid = fork();
-  if (pid == 0) {
-    execlp("fusermount3", "fusermount3", "-u", "-q", mountpoint.c_str(), (char *)nullptr);
-    _exit(127);
-  }
-  int status = 0;
-  if (pid < 0 || waitpid(pid, &status, 0) < 0) return errno_text();
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return std::nullopt;
-  return "fusermount3 -u failed";
 }
 
 }  // namespace vramfs

@@ -45,9 +45,6 @@ void detach_from_terminal();
 
 // Raises RLIMIT_MEMLOCK and locks all present and future memory.
 std::optional<std::string> lock_memory();
-// When an allocation of locked memory failed: " (...)" naming the memlock
-// limit if it, rather than the machine, is what ran out; else "".
-std::string memory_limit_hint();
 // PR_SET_IO_FLUSHER: reclaim never makes this thread, or any thread it
 // creates afterwards, wait on I/O, which may be I/O to this very swap.
 std::optional<std::string> become_io_flusher();
@@ -73,9 +70,5 @@ class stop_signals {
   std::atomic<bool> done_{false};
   std::thread thread_;
 };
-
-// Unmounts without detaching lazily: fails with EBUSY while the file is
-// open, so a stop can never strand a loop device.
-std::optional<std::string> unmount(const std::string &mountpoint);
 
 }  // namespace vramfs

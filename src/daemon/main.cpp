@@ -1,12 +1,13 @@
 // vramfs: mounts a FUSE filesystem whose one file lives in GPU memory.
-#include "daemon/daemon.h"
-#include "failover/keeper.h"
 #include "common/fault_injection.h"
-#include "fuse/mount.h"
-#include "fuse/transport.h"
 #include "common/log.h"
 #include "common/options.h"
+#include "daemon/daemon.h"
+#include "daemon/keeper.h"
 #include "daemon/server.h"
+#include "fuse/mount.h"
+#include "fuse/stats_text.h"
+#include "fuse/transport.h"
 
 #include "config.h"
 
@@ -34,6 +35,10 @@ int main(int argc, char **argv) {
 #endif
     printf("vramfs %s (backends: %s; transports: %s%s), libfuse %s\n", PACKAGE_VERSION,
            available_backends(), available_transports(), build, fuse_pkgversion());
+    return 0;
+  }
+  if (opts.show_stats_keys) {
+    fputs(fuse::describe_stats_keys().c_str(), stdout);
     return 0;
   }
   if (auto err = fault_injection::configure_from_environment()) {
@@ -69,6 +74,7 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
+  if (opts.check_only) return 0;
 
   startup_report report;
   if (!opts.foreground) report.daemonize();  // rule 8: before CUDA

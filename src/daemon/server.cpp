@@ -1,20 +1,21 @@
 #include "daemon/server.h"
 
-#include "store/block_store.h"
-#include "daemon/daemon.h"
 #include "cache/extent_map.h"
-#include "store/failed_store.h"
+#include "cache/page_cache.h"
+#include "common/fault_injection.h"
+#include "common/log.h"
+#include "common/memlock.h"
+#include "common/options.h"
+#include "daemon/daemon.h"
 #include "failover/control.h"
 #include "failover/failed_mode.h"
 #include "failover/state_region.h"
-#include "common/fault_injection.h"
 #include "fuse/mount.h"
+#include "fuse/mount_state.h"
 #include "fuse/operations.h"
 #include "fuse/transport.h"
-#include "common/log.h"
-#include "fuse/mount_state.h"
-#include "common/options.h"
-#include "cache/page_cache.h"
+#include "store/block_store.h"
+#include "store/failed_store.h"
 
 #include "config.h"
 
@@ -301,7 +302,7 @@ std::optional<std::string> server::stop_refusal(const char *signal) {
            " is open " + std::to_string(opens) +
            " time(s) (a loop device or swap uses it); stop with 'vramswap stop', or "
            "swapoff, losetup -d and umount " + opts_.mountpoint + " first";
-  if (auto err = unmount(opts_.mountpoint))
+  if (auto err = fuse::unmount(opts_.mountpoint))
     return std::string("refusing ") + signal + ": cannot unmount " + opts_.mountpoint + ": " +
            *err;
   log_info("%s: unmounted %s", signal, opts_.mountpoint.c_str());

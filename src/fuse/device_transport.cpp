@@ -1,10 +1,10 @@
 // The classic transport: threads that read /dev/fuse and write replies back.
-#include "store/block_store.h"
 #include "common/fault_injection.h"
+#include "common/log.h"
 #include "fuse/operations.h"
 #include "fuse/request.h"
 #include "fuse/transport.h"
-#include "common/log.h"
+#include "store/block_store.h"
 
 #include <sys/uio.h>
 #include <unistd.h>

@@ -1,6 +1,5 @@
 #include "fuse/mount.h"
 
-#include "daemon/daemon.h"
 #include "common/log.h"
 #include "common/options.h"
 
@@ -8,6 +7,11 @@
 
 #include <fuse_lowlevel.h>
 
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -119,13 +123,30 @@ int mount::fd() const { return fuse_session_fd(session_); }
 
 std::optional<std::string> mount::abandon() {
   // Never lazily: a lazy unmount would strand whatever opened the file.
-  return unmount(mountpoint_);
+  return fuse::unmount(mountpoint_);
 }
 
 mount::~mount() {
   // Closes the descriptor; libfuse unmounts only in fuse_session_unmount,
   // which is not called: the mount ends with the connection.
   fuse_session_destroy(session_);
+}
+
+std::optional<std::string> unmount(const std::string &mountpoint) {
+  if (geteuid() == 0) {
+    if (umount2(mountpoint.c_str(), UMOUNT_NOFOLLOW) == 0) return std::nullopt;
+    return std::string(strerror(errno));
+  }
+  // Not root: the setuid helper of libfuse does it for the mounting user.
+  pid_t pid = fork();
+  if (pid == 0) {
+    execlp("fusermount3", "fusermount3", "-u", "-q", mountpoint.c_str(), (char *)nullptr);
+    _exit(127);
+  }
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) < 0) return std::string(strerror(errno));
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return std::nullopt;
+  return "fusermount3 -u failed";
 }
 
 }  // namespace vramfs::fuse

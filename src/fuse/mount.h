@@ -44,5 +44,9 @@ class mount {
   std::string mountpoint_;
 };
 
+// Unmounts without detaching lazily: fails with EBUSY while the file is
+// open, so a stop can never strand a loop device.
+std::optional<std::string> unmount(const std::string &mountpoint);
+
 }  // namespace fuse
 }  // namespace vramfs

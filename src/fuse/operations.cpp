@@ -1,10 +1,11 @@
 #include "fuse/operations.h"
 
-#include "store/block_store.h"
 #include "cache/extent_map.h"
-#include "common/log.h"
 #include "cache/page_cache.h"
+#include "common/log.h"
 #include "common/stats.h"
+#include "fuse/stats_text.h"
+#include "store/block_store.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -47,7 +48,7 @@ answer error(int err) { return {-err, 0}; }
 
 // The error a request gets for a failed store operation; counted once here.
 answer io_error(filesystem &fs, int err) {
-  stats::add(fs.counters.errors);
+  stats::add(fs.counters.mine().errors);
   return error(err == -ENOSPC ? ENOSPC : err == -EINVAL ? EINVAL : EIO);
 }
 
@@ -188,24 +189,6 @@ answer do_setattr(filesystem &fs, const request &req, std::span<std::byte> out) 
   return reply_attr(fs, ino, out);
 }
 
-std::string render_stats_text(filesystem &fs) {
-  std::string text = render_stats(fs.counters, fs.store, fs.extents, fs.cache.block_size(),
-                                  fs.cache.line_count() * fs.cache.block_size(),
-                                  fs.cache.dirty_lines(), fs.state.data_opens.load());
-  const mount_state &m = fs.state;
-  text += "transport ";
-  text += m.terms.io_uring ? "uring" : "dev";
-  text += "\nfailover " + std::to_string(m.keeper_pid.load() != 0 ? 1 : 0);
-  text += "\nkeeper_pid " + std::to_string(m.keeper_pid.load());
-  text += "\nkeeper_alive " + std::to_string(m.keeper_alive.load());
-  text += "\nrestarts " + std::to_string(m.restarts.load());
-  text += "\nlast_takeover_ms " + std::to_string(m.last_takeover_us.load() / 1000);
-  text += "\nstate ";
-  text += m.failed.load() ? "failed" : "serving";
-  text += '\n';
-  return text;
-}
-
 answer do_open(filesystem &fs, const request &req, std::span<std::byte> out) {
   auto in = req.argument_as<open_in>();
   open_out o{};
@@ -278,14 +261,14 @@ answer do_read(filesystem &fs, store_channel &ch, const request &req, std::span<
   // The kernel never asks for more than max_pages; anything larger is
   // answered short, which readers handle.
   size_t len = std::min<uint64_t>({in.size, size - in.offset, out.size()});
-  timed t(fs.counters.read_ns);
+  timed t(fs.counters.mine().read_ns);
   if (int err = fs.cache.read(ch, in.offset, out.data(), len)) {
     log_err_limited("read of %zu bytes at %llu failed: %s", len, (unsigned long long)in.offset,
                     strerror(-err));
     return io_error(fs, err);
   }
-  stats::add(fs.counters.reads);
-  stats::add(fs.counters.read_bytes, len);
+  stats::add(fs.counters.mine().reads);
+  stats::add(fs.counters.mine().read_bytes, len);
   return {0, len};
 }
 
@@ -296,14 +279,14 @@ answer do_write(filesystem &fs, store_channel &ch, const request &req, std::span
   uint64_t size = fs.store.size();
   if (in.offset >= size) return in.size ? error(EFBIG) : reply_with(out, write_out{});
   size_t len = std::min<uint64_t>(in.size, size - in.offset);  // short write at the end
-  timed t(fs.counters.write_ns);
+  timed t(fs.counters.mine().write_ns);
   if (int err = fs.cache.write(ch, in.offset, req.payload.data(), len)) {
     log_err_limited("write of %zu bytes at %llu failed: %s", len, (unsigned long long)in.offset,
                     strerror(-err));
     return io_error(fs, err);
   }
-  stats::add(fs.counters.writes);
-  stats::add(fs.counters.write_bytes, len);
+  stats::add(fs.counters.mine().writes);
+  stats::add(fs.counters.mine().write_bytes, len);
   return reply_with(out, write_out{uint32_t(len), 0});
 }
 
@@ -331,14 +314,14 @@ answer do_fallocate(filesystem &fs, store_channel &ch, const request &req) {
   // What a loop device sends: PUNCH_HOLE for discard, ZERO_RANGE for write
   // zeroes.  Either way the range then reads as zeros and holds no data.
   if (int err = fs.cache.discard(ch, start, end - start)) return io_error(fs, err);
-  stats::add(fs.counters.discards);
-  stats::add(fs.counters.discard_bytes, end - start);
+  stats::add(fs.counters.mine().discards);
+  stats::add(fs.counters.mine().discard_bytes, end - start);
   return {};
 }
 
 answer do_fsync(filesystem &fs, store_channel &ch, const request &req) {
   if (req.header.nodeid != data_ino) return {};
-  stats::add(fs.counters.fsyncs);
+  stats::add(fs.counters.mine().fsyncs);
   if (int err = fs.cache.flush(ch)) return io_error(fs, err);
   return {};
 }

@@ -4,8 +4,8 @@
 // buffer the transport sends from.
 #pragma once
 
-#include "fuse/request.h"
 #include "fuse/mount_state.h"
+#include "fuse/request.h"
 
 #include <sys/types.h>
 

@@ -2,10 +2,10 @@
 // its own ring and entries.  See transport.h for the threading model.
 #include "fuse/transport.h"
 
-#include "store/block_store.h"
+#include "common/log.h"
 #include "fuse/operations.h"
 #include "fuse/request.h"
-#include "common/log.h"
+#include "store/block_store.h"
 
 #include "config.h"
 

@@ -1,8 +1,8 @@
 #include "store/block_store.h"
 
-#include "daemon/daemon.h"
-#include "store/host_store.h"
+#include "common/memlock.h"
 #include "common/options.h"
+#include "store/host_store.h"
 
 #include "config.h"
 

@@ -1,9 +1,9 @@
 #include "store/cuda_store.h"
 
-#include "store/cuda_vmm.h"
 #include "common/fault_injection.h"
 #include "common/log.h"
 #include "common/options.h"
+#include "store/cuda_vmm.h"
 
 #include <cuda.h>
 #include <cuda_runtime.h>

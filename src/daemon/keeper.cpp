@@ -1,12 +1,13 @@
-#include "failover/keeper.h"
+#include "daemon/keeper.h"
 
+#include "common/log.h"
+#include "common/options.h"
 #include "daemon/daemon.h"
+#include "daemon/server.h"
 #include "failover/control.h"
 #include "failover/state_region.h"
-#include "common/log.h"
+#include "fuse/mount.h"
 #include "fuse/mount_state.h"
-#include "common/options.h"
-#include "daemon/server.h"
 
 #include <poll.h>
 #include <signal.h>
@@ -274,7 +275,7 @@ bool keeper::connection_gone() const {
 
 void keeper::abandon_mount() {
   // Nothing was announced, or the user gave up: nothing may stay mounted.
-  if (auto err = unmount(opts_.mountpoint))
+  if (auto err = fuse::unmount(opts_.mountpoint))
     log_err("cannot unmount %s: %s", opts_.mountpoint.c_str(), err->c_str());
 }
 
@@ -334,7 +335,7 @@ void keeper::stop_signal(const char *name) {
              opts_.mountpoint.c_str());
     return;
   }
-  if (auto err = unmount(opts_.mountpoint))
+  if (auto err = fuse::unmount(opts_.mountpoint))
     log_warn("refusing %s: cannot unmount %s: %s", name, opts_.mountpoint.c_str(), err->c_str());
   else
     log_info("%s: unmounted %s", name, opts_.mountpoint.c_str());
