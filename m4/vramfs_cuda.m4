@@ -61,6 +61,20 @@ AC_DEFUN([VRAMFS_CHECK_CUDA], [
   ])
   AS_IF([test "x$have_cuda" = xyes],
     [AC_DEFINE([HAVE_CUDA], [1], [Define to 1 to build the CUDA backend.])])
+  # The copy engine's kernel (src/store/copy_kernel.cu) needs nvcc from the
+  # same toolkit; without it the CUDA backend copies with DMA only.
+  have_nvcc=no
+  AS_IF([test "x$have_cuda" = xyes], [
+    AC_PATH_PROG([NVCC], [nvcc], [], [$vramfs_dir/bin$PATH_SEPARATOR$PATH])
+    AS_IF([test -n "$NVCC"], [have_nvcc=yes])
+  ])
+  AC_ARG_VAR([NVCC_ARCH_FLAGS], [nvcc's -gencode flags for the copy engine (default: every
+    architecture CUDA 13 builds for, Turing to Blackwell, with PTX for newer ones)])
+  AS_IF([test -z "$NVCC_ARCH_FLAGS"], [NVCC_ARCH_FLAGS="-gencode arch=compute_75,code=sm_75 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_86,code=sm_86 -gencode arch=compute_89,code=sm_89 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_100,code=sm_100 -gencode arch=compute_120,code=sm_120 -gencode arch=compute_120,code=compute_120"])
+  AS_IF([test "x$have_nvcc" = xyes],
+    [AC_DEFINE([HAVE_COPY_ENGINE], [1], [Define to 1 to build the GPU copy engine.])])
+  AC_SUBST([NVCC])
+  AM_CONDITIONAL([HAVE_COPY_ENGINE], [test "x$have_nvcc" = xyes])
   AC_SUBST([CUDA_CPPFLAGS])
   AC_SUBST([CUDA_LDFLAGS])
   AC_SUBST([CUDA_LIBS])

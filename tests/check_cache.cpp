@@ -80,6 +80,7 @@ class watching_store final : public block_store {
   uint64_t chunk_size() const override { return inner_.chunk_size(); }
   uint64_t held_bytes() const override { return inner_.held_bytes(); }
   bool failed() const override { return inner_.failed(); }
+  std::string copy_path() const override { return inner_.copy_path(); }
   std::unique_ptr<store_channel> open_channel() override { return inner_.open_channel(); }
   int submit_read(store_channel &ch, uint64_t offset, void *dst, size_t len) override {
     return counted(inner_.submit_read(ch, offset, dst, len));

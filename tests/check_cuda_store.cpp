@@ -13,6 +13,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -418,6 +419,150 @@ START_TEST(page_cache_over_vram) {
 }
 END_TEST
 
+
+// The copy engine against the DMA engines, byte for byte: small pieces at
+// every alignment (odd offsets and lengths, unaligned sector runs) go to
+// the engine, whole ranges to DMA; each reads what the other wrote.
+START_TEST(engine_matches_dma) {
+  auto s = must_make_store("size=64M");
+  ck_assert_str_eq(s->copy_path().c_str(), "engine");
+  auto ch = s->open_channel();
+  const size_t region = 1 << 20;
+  host_buffer whole(*s, region), pieces(*s, region), back(*s, region);
+  std::mt19937_64 rng(42);
+  for (int round = 0; round < 2; ++round) {
+    uint64_t base = uint64_t(round) * 8 * region + 12345 * round;
+    // Engine writes, DMA reads.
+    fill(pieces.data, region, 7 + round);
+    for (size_t at = 0; at < region;) {
+      size_t len = std::min<size_t>(region - at, 1 + rng() % (rng() % 2 ? 64 : 16384));
+      ck_assert_int_eq(s->submit_write(*ch, base + at, pieces.data + at, len), 0);
+      at += len;
+      if (rng() % 4 == 0) ck_assert_int_eq(s->wait(*ch), 0);
+    }
+    ck_assert_int_eq(s->wait(*ch), 0);
+    ck_assert_int_eq(copy_out(*s, *ch, base, whole.data, region), 0);
+    ck_assert_msg(memcmp(whole.data, pieces.data, region) == 0, "DMA read of engine writes differs");
+    // DMA writes, engine reads: sector runs (4 KiB multiples at 4 KiB
+    // offsets) and ragged pieces.
+    fill(whole.data, region, 70 + round);
+    ck_assert_int_eq(copy_in(*s, *ch, base, whole.data, region), 0);
+    memset(back.data, 0xAB, region);
+    for (size_t at = 0; at < region;) {
+      size_t len = rng() % 2 ? 4096 * (1 + rng() % 4) : 1 + rng() % 5000;
+      len = std::min(len, region - at);
+      ck_assert_int_eq(s->submit_read(*ch, base + at, back.data + at, len), 0);
+      at += len;
+      if (rng() % 3 == 0) ck_assert_int_eq(s->wait(*ch), 0);
+    }
+    ck_assert_int_eq(s->wait(*ch), 0);
+    ck_assert_msg(memcmp(whole.data, back.data, region) == 0, "engine read of DMA writes differs");
+  }
+  copy_counts c = s->copies();
+  printf("engine_matches_dma: %llu copies by the engine, %llu by DMA, %llu launch(es)\n",
+         (unsigned long long)c.engine, (unsigned long long)c.dma, (unsigned long long)c.launches);
+  ck_assert_uint_gt(c.engine, 1000);
+  ck_assert_uint_gt(c.dma, 0);
+}
+END_TEST
+
+// Latency of one copy plus its wait, engine against DMA, by size and
+// direction: what sets copy_engine_max_bytes.
+START_TEST(engine_and_dma_latency) {
+  auto engine = must_make_store("size=64M");
+  auto dma = must_make_store("size=64M,copy_engine=off");
+  ck_assert_str_eq(dma->copy_path().c_str(), "dma");
+  for (block_store *st : {engine.get(), dma.get()}) {
+    auto ch = st->open_channel();
+    host_buffer buf(*st, 1 << 20);
+    fill(buf.data, buf.len, 3);
+    for (size_t size : {size_t(4096), size_t(16384), size_t(65536), size_t(262144), size_t(1 << 20)}) {
+      double us[2];
+      for (int dir = 0; dir < 2; ++dir) {
+        std::vector<double> t;
+        for (int i = 0; i < 2000; ++i) {
+          uint64_t off = uint64_t(i % 32) * (1 << 20);
+          auto t0 = std::chrono::steady_clock::now();
+          int err = dir ? copy_out(*st, *ch, off, buf.data, size) : copy_in(*st, *ch, off, buf.data, size);
+          t.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+          ck_assert_int_eq(err, 0);
+        }
+        std::sort(t.begin(), t.end());
+        us[dir] = t[t.size() / 2];
+      }
+      printf("%s: %7zu bytes: to VRAM p50 %.2f us, from VRAM p50 %.2f us\n",
+             st == engine.get() ? "engine path" : "DMA only   ", size, us[0], us[1]);
+    }
+  }
+}
+END_TEST
+
+// The kernel parks when idle (an idle GPU runs nothing) and the next copy
+// launches it again.
+START_TEST(engine_parks_and_relaunches) {
+  auto s = must_make_store("size=64M");
+  auto ch = s->open_channel();
+  host_buffer buf(*s, 4096);
+  fill(buf.data, 4096, 9);
+  ck_assert_int_eq(copy_in(*s, *ch, 0, buf.data, 4096), 0);
+  ck_assert_uint_eq(s->copies().launches, 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto t0 = std::chrono::steady_clock::now();
+  ck_assert_int_eq(copy_out(*s, *ch, 0, buf.data, 4096), 0);
+  double first = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+  ck_assert_uint_eq(s->copies().launches, 2);
+  t0 = std::chrono::steady_clock::now();
+  ck_assert_int_eq(copy_out(*s, *ch, 0, buf.data, 4096), 0);
+  double next = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+  printf("engine: first 4 KiB copy after parking %.1f us (relaunch), the next %.1f us\n", first, next);
+  ck_assert_uint_eq(s->copies().launches, 2);
+}
+END_TEST
+
+// A copy the engine does not finish in time fails the store, as a stalled
+// DMA copy does, within copy_timeout.
+START_TEST(engine_stall_fails_the_store) {
+  auto s = must_make_store("size=64M");
+  s->set_copy_timeout(std::chrono::milliseconds(300));
+  auto ch = s->open_channel();
+  host_buffer buf(*s, 4096);
+  ck_assert_int_eq(copy_in(*s, *ch, 0, buf.data, 4096), 0);  // running
+  ck_assert(!fault_injection::configure("stall:1"));
+  auto t0 = std::chrono::steady_clock::now();
+  ck_assert_int_eq(copy_out(*s, *ch, 0, buf.data, 4096), -EIO);
+  double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ck_assert_msg(waited >= 0.29 && waited < 2, "the stalled copy failed after %.2f s", waited);
+  ck_assert(s->failed());
+  ck_assert_int_eq(s->submit_read(*ch, 0, buf.data, 4096), -EIO);
+}
+END_TEST
+
+// A GPU where the engine cannot start: the DMA engines serve, every byte.
+START_TEST(engine_launch_failure_falls_back_to_dma) {
+  ck_assert(!fault_injection::configure("engine_launch:1"));
+  auto s = must_make_store("size=64M");
+  auto ch = s->open_channel();
+  host_buffer in(*s, 65536), out(*s, 65536);
+  fill(in.data, 65536, 11);
+  for (size_t at = 0; at < 65536; at += 4096)
+    ck_assert_int_eq(copy_in(*s, *ch, at, in.data + at, 4096), 0);
+  for (size_t at = 0; at < 65536; at += 4096)
+    ck_assert_int_eq(copy_out(*s, *ch, at, out.data + at, 4096), 0);
+  ck_assert(memcmp(in.data, out.data, 65536) == 0);
+  ck_assert_uint_eq(s->copies().engine, 0);
+  ck_assert_uint_ge(s->copies().dma, 32);
+  ck_assert(!s->failed());
+}
+END_TEST
+
+// A GPU with a kernel run-time limit (a display watchdog): no engine.
+START_TEST(engine_not_used_under_a_watchdog) {
+  ck_assert(!fault_injection::configure("kernel_timeout:1"));
+  auto s = must_make_store("size=64M");
+  ck_assert_str_eq(s->copy_path().c_str(), "dma");
+}
+END_TEST
+
 Suite *make_suite() {
   int count = 0;
   cudaError_t err = cudaGetDeviceCount(&count);
@@ -446,6 +591,12 @@ Suite *make_suite() {
   tcase_add_test(tc, injected_copy_failure);
   tcase_add_test(tc, injected_device_loss);
   tcase_add_loop_test(tc, page_cache_over_vram, 0, 2);
+  tcase_add_test(tc, engine_matches_dma);
+  tcase_add_test(tc, engine_and_dma_latency);
+  tcase_add_test(tc, engine_parks_and_relaunches);
+  tcase_add_test(tc, engine_stall_fails_the_store);
+  tcase_add_test(tc, engine_launch_failure_falls_back_to_dma);
+  tcase_add_test(tc, engine_not_used_under_a_watchdog);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -11,9 +11,14 @@ std::optional<std::string> fault_injection::configure_from_environment() {
 }
 
 std::optional<std::string> fault_injection::configure(const std::string &spec) {
+  const std::string expected =
+      "copy:N, alloc:N, sticky:N, stall:N, takeover:N, fuse_read:N, slow_start:MS, "
+      "engine_launch:N or kernel_timeout:1";
   copy_at_ = alloc_at_ = sticky_at_ = stall_at_ = takeover_at_ = fuse_read_at_ = 0;
-  slow_start_ms_ = 0;
+  slow_start_ms_ = engine_launch_at_ = 0;
+  kernel_timeout_ = false;
   copy_count_ = alloc_count_ = sticky_count_ = stall_count_ = fuse_read_count_ = 0;
+  engine_launch_count_ = 0;
   size_t start = 0;
   while (start < spec.size()) {
     size_t comma = spec.find(',', start);
@@ -25,7 +30,7 @@ std::optional<std::string> fault_injection::configure(const std::string &spec) {
     unsigned long long n =
         colon == std::string::npos ? 0 : strtoull(item.c_str() + colon + 1, &end, 10);
     if (!n || !end || *end)
-      return "invalid VRAMFS_INJECT_FAULT item '" + item + "': expected copy:N, alloc:N, sticky:N, stall:N, takeover:N, fuse_read:N or slow_start:MS";
+      return "invalid VRAMFS_INJECT_FAULT item '" + item + "': expected " + expected;
     if (kind == "copy") copy_at_ = n;
     else if (kind == "alloc") alloc_at_ = n;
     else if (kind == "sticky") sticky_at_ = n;
@@ -33,8 +38,10 @@ std::optional<std::string> fault_injection::configure(const std::string &spec) {
     else if (kind == "takeover") takeover_at_ = n;
     else if (kind == "fuse_read") fuse_read_at_ = n;
     else if (kind == "slow_start") slow_start_ms_ = n;
+    else if (kind == "engine_launch") engine_launch_at_ = n;
+    else if (kind == "kernel_timeout") kernel_timeout_ = true;
     else
-      return "invalid VRAMFS_INJECT_FAULT item '" + item + "': expected copy:N, alloc:N, sticky:N, stall:N, takeover:N, fuse_read:N or slow_start:MS";
+      return "invalid VRAMFS_INJECT_FAULT item '" + item + "': expected " + expected;
     start = comma + 1;
   }
   return std::nullopt;

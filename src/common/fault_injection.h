@@ -12,6 +12,10 @@
 //                                  (before it takes any request)
 //   VRAMFS_INJECT_FAULT=slow_start:MS the daemon waits MS milliseconds after
 //                                  mounting, before it reports success
+//   VRAMFS_INJECT_FAULT=engine_launch:N the Nth launch of the GPU copy
+//                                  engine fails, as on a GPU it cannot run on
+//   VRAMFS_INJECT_FAULT=kernel_timeout:1 the GPU is taken to have a kernel
+//                                  run-time limit (a display watchdog)
 //   VRAMFS_INJECT_FAULT=takeover:N with -o failover, the Nth server started
 //                                  to take over from a dead one, and every
 //                                  one after it, fails to start
@@ -44,6 +48,8 @@ class fault_injection {
   static bool copy_is_sticky_failure() { return hit(sticky_at_, sticky_count_); }
   static bool wait_stalls() { return hit(stall_at_, stall_count_); }
   static bool device_read_fails() { return hit(fuse_read_at_, fuse_read_count_); }
+  static bool engine_launch_fails() { return hit(engine_launch_at_, engine_launch_count_); }
+  static bool gpu_has_kernel_timeout() { return kernel_timeout_; }
   static uint64_t start_delay_ms() { return slow_start_ms_; }
   // Servers are separate processes: the keeper counts the takeovers.
   static bool takeover_fails(uint64_t takeover) { return takeover_at_ && takeover >= takeover_at_; }
@@ -53,9 +59,11 @@ class fault_injection {
     return at && count.fetch_add(1, std::memory_order_relaxed) + 1 == at;
   }
   static inline uint64_t copy_at_ = 0, alloc_at_ = 0, sticky_at_ = 0, stall_at_ = 0,
-                         takeover_at_ = 0, fuse_read_at_ = 0, slow_start_ms_ = 0;
+                         takeover_at_ = 0, fuse_read_at_ = 0, slow_start_ms_ = 0,
+                         engine_launch_at_ = 0;
+  static inline bool kernel_timeout_ = false;
   static inline std::atomic<uint64_t> copy_count_{0}, alloc_count_{0}, sticky_count_{0},
-      stall_count_{0}, fuse_read_count_{0};
+      stall_count_{0}, fuse_read_count_{0}, engine_launch_count_{0};
 };
 
 }  // namespace vramfs

@@ -116,6 +116,22 @@ std::optional<std::string> apply_option(const std::string &item, options *o,
     if (auto e = need_value()) return e;
     if (auto err = parse_count(key, value, max_copy_timeout, "a number of seconds", &o->copy_timeout))
       return err;
+  } else if (key == "copy_engine") {
+    if (value == "auto") o->copy_engine = true;
+    else if (value == "off") o->copy_engine = false;
+    else return "invalid copy_engine=" + value + ": must be auto or off";
+  } else if (key == "busy_poll") {
+    if (auto e = need_value()) return e;
+    uint64_t us;
+    if (parse_unsigned(value, &us) || us > max_busy_poll_us)
+      return "invalid busy_poll=" + value + ": must be a number of microseconds from 0 to " +
+             std::to_string(max_busy_poll_us);
+    o->busy_poll_us = unsigned(us);
+  } else if (key == "standby") {
+    if (value == "1" || !has_value) o->standby = true;
+    else if (value == "0") o->standby = false;
+    else return "invalid standby=" + value + ": must be 0 or 1";
+    o->standby_given = true;
   } else if (key == "transport") {
     if (value == "dev") o->transport = transport_kind::dev;
     else if (value == "uring") o->transport = transport_kind::uring;
@@ -210,6 +226,8 @@ std::vector<std::string> option_warnings(const options &opts) {
     out.push_back("queue_depth= and queue_threads= are ignored with transport=dev");
   if (opts.transport == transport_kind::uring && opts.threads_given)
     out.push_back("threads= is ignored with transport=uring (one thread per CPU queue)");
+  if (opts.standby_given && !opts.failover)
+    out.push_back("standby= is ignored without failover");
   return out;
 }
 

@@ -69,6 +69,16 @@ struct options {
   // hung-task warning, so that a hung GPU shows as I/O errors, not a
   // machine frozen for good.
   unsigned copy_timeout = 30;
+  // Small copies by a resident GPU kernel instead of the driver
+  // (store/copy_engine.h), where the GPU allows it; off: DMA only.
+  bool copy_engine = true;
+  // Microseconds a serving thread keeps polling for the next request after
+  // the last one before it sleeps (fuse/transport.h); 0: it sleeps at once.
+  unsigned busy_poll_us = 50;
+  // With failover: a second server started ahead of time, waiting to take
+  // over at once (docs/design.md, "Failover").
+  bool standby = true;
+  bool standby_given = false;
   std::string name = "swapfile";
   bool lazy = false;
   // Crash survival: a keeper process holds the connection and the memory,
@@ -96,6 +106,7 @@ constexpr unsigned max_threads = 256;
 constexpr unsigned max_queue_depth = 128;
 constexpr unsigned max_queue_threads = 8;
 constexpr unsigned max_copy_timeout = 3600;
+constexpr unsigned max_busy_poll_us = 100000;
 
 // Parses argv (argv[0] included).  Returns an error message for the user, or
 // std::nullopt when *out is filled in and consistent.

@@ -224,7 +224,7 @@ bool server::make_transport() {
     if (opts_.transport == transport_kind::uring)
       transport_ = fuse::make_uring_transport(*fs_, *store_, opts_.queue_depth, opts_.queue_threads);
     else
-      transport_ = fuse::make_device_transport(*fs_, *store_, opts_.threads);
+      transport_ = fuse::make_device_transport(*fs_, *store_, opts_.threads, opts_.busy_poll_us);
   } catch (const std::bad_alloc &) {
     return fail("cannot allocate the request buffers in locked host memory" +
                 memory_limit_hint());

@@ -3,6 +3,7 @@
 #include "common/log.h"
 #include "fuse/operations.h"
 #include "fuse/request.h"
+#include "fuse/request_poller.h"
 #include "fuse/transport.h"
 #include "store/block_store.h"
 
@@ -87,17 +88,20 @@ int send_notify_resend(int fd) {
   return n == ssize_t(sizeof h) ? 0 : n < 0 ? -errno : -EIO;
 }
 
-void serve_device(filesystem &fs, int fd, worker_buffers &w, init_latch &initialized) {
+void serve_device(filesystem &fs, int fd, worker_buffers &w, init_latch &initialized,
+                  request_poller *poller) {
   std::span<std::byte> in = w.in();
   for (;;) {
     // An injected failure takes the place of a read, so no request is lost.
-    ssize_t n = -1;
+    ssize_t n;
     if (fault_injection::device_read_fails())
-      errno = EIO;
-    else
-      n = read(fd, in.data(), in.size());
+      n = -EIO;
+    else if (poller)
+      n = poller->next(fd, in);
+    else if ((n = read(fd, in.data(), in.size())) < 0)
+      n = -errno;
     if (n < 0) {
-      int err = errno;
+      int err = int(-n);
       // ENODEV: the connection is gone (unmounted or aborted); nothing
       // can be open any more, so this is the only way out.
       if (err == ENODEV) return;
@@ -126,7 +130,8 @@ namespace {
 
 class device_transport final : public transport {
  public:
-  device_transport(filesystem &fs, block_store &store, unsigned threads) : fs_(fs) {
+  device_transport(filesystem &fs, block_store &store, unsigned threads, unsigned busy_poll_us)
+      : fs_(fs), poller_(busy_poll_us), busy_poll_us_(busy_poll_us) {
     // The kernel wants room for the largest WRITE and its headers.
     size_t in_bytes = std::max(min_read_buffer, max_request_bytes + 4096);
     for (unsigned i = 0; i < threads; ++i)
@@ -137,9 +142,11 @@ class device_transport final : public transport {
   transport_kind kind() const override { return transport_kind::dev; }
 
   void start(int fd) override {
+    if (int err = poller_.attach(fd))
+      log_err("cannot make /dev/fuse non-blocking (%s): busy polling may stall", strerror(-err));
     for (auto &w : workers_)
       threads_.emplace_back([this, fd, &w] {
-        serve_device(fs_, fd, *w, initialized_);
+        serve_device(fs_, fd, *w, initialized_, &poller_);
         initialized_.set(false);  // the connection ended before INIT
       });
   }
@@ -151,11 +158,14 @@ class device_transport final : public transport {
   }
 
   std::string describe() const override {
-    return "transport dev, " + std::to_string(workers_.size()) + " threads";
+    return "transport dev, " + std::to_string(workers_.size()) + " threads" +
+           (busy_poll_us_ ? ", busy_poll " + std::to_string(busy_poll_us_) + " us" : "");
   }
 
  private:
   filesystem &fs_;
+  request_poller poller_;
+  unsigned busy_poll_us_;
   std::vector<std::unique_ptr<worker_buffers>> workers_;
   std::vector<std::thread> threads_;
 };
@@ -163,8 +173,8 @@ class device_transport final : public transport {
 }  // namespace
 
 std::unique_ptr<transport> make_device_transport(filesystem &fs, block_store &store,
-                                                 unsigned threads) {
-  return std::make_unique<device_transport>(fs, store, threads);
+                                                 unsigned threads, unsigned busy_poll_us) {
+  return std::make_unique<device_transport>(fs, store, threads, busy_poll_us);
 }
 
 }  // namespace vramfs::fuse

@@ -91,10 +91,11 @@ class transport {
   init_latch initialized_;
 };
 
-// threads: the dev transport's pool; queue_depth: entries per uring ring;
-// queue_threads: rings (each with its thread) per CPU's queue.
+// threads: the dev transport's pool; busy_poll_us: how long a thread keeps
+// polling for the next request before it sleeps; queue_depth: entries per
+// uring ring; queue_threads: rings (each with its thread) per CPU's queue.
 std::unique_ptr<transport> make_device_transport(filesystem &fs, block_store &store,
-                                                 unsigned threads);
+                                                 unsigned threads, unsigned busy_poll_us);
 std::unique_ptr<transport> make_uring_transport(filesystem &fs, block_store &store,
                                                 unsigned queue_depth, unsigned queue_threads);
 
@@ -108,9 +109,14 @@ std::optional<std::string> uring_unavailable();
 // 0 or a negative errno.
 int send_notify_resend(int fuse_fd);
 
+class request_poller;
+
 // Reads requests from /dev/fuse and answers them until the connection
 // ends; used by both transports.  Sets `initialized` when INIT is answered.
-void serve_device(filesystem &fs, int fuse_fd, worker_buffers &w, init_latch &initialized);
+// poller: how the dev transport's threads wait (fuse/request_poller.h);
+// nullptr: a blocking read.
+void serve_device(filesystem &fs, int fuse_fd, worker_buffers &w, init_latch &initialized,
+                  request_poller *poller = nullptr);
 
 }  // namespace fuse
 }  // namespace vramfs

@@ -23,6 +23,13 @@ class store_channel {
   virtual ~store_channel() = default;
 };
 
+// How a store's copies went, since this process opened it.
+struct copy_counts {
+  uint64_t engine = 0;    // by the GPU copy engine
+  uint64_t dma = 0;       // by the DMA engines (cudaMemcpyAsync)
+  uint64_t launches = 0;  // of the copy engine's kernel (it parks when idle)
+};
+
 class block_store {
  public:
   virtual ~block_store() = default;
@@ -38,6 +45,10 @@ class block_store {
   // Whether the store has failed for good (a lost device, copies that
   // never finished): every copy then answers -EIO at once.
   virtual bool failed() const = 0;
+  // How copies travel: "engine" (a resident GPU kernel for small copies,
+  // DMA for the rest), "dma", or "memcpy" (RAM); and how many went each way.
+  virtual std::string copy_path() const = 0;
+  virtual copy_counts copies() const { return {}; }
 
   // How long wait() lets copies run before it declares the device stalled
   // and the store failed.  A working GPU finishes a 1 MiB copy in well

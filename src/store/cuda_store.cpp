@@ -1,9 +1,15 @@
 #include "store/cuda_store.h"
 
+#include "config.h"
+
 #include "common/fault_injection.h"
 #include "common/log.h"
 #include "common/options.h"
+#include "store/copy_engine_policy.h"
 #include "store/cuda_vmm.h"
+#ifdef HAVE_COPY_ENGINE
+#include "store/copy_engine.h"
+#endif
 
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -76,14 +82,111 @@ int errno_of(cudaError_t err) {
 
 uint64_t round_up(uint64_t v, uint64_t to) { return (v + to - 1) / to * to; }
 
-class cuda_channel final : public store_channel {
+// A channel's copies: small ones batched for the copy engine's slot,
+// others queued on the stream for the DMA engines.  Owned by one thread.
+class cuda_channel;
+
+// Every open channel of a store, for the copy counts in .stats.
+class channel_registry {
  public:
-  explicit cuda_channel(cudaStream_t s) : stream(s) {}
-  ~cuda_channel() override { cudaStreamDestroy(stream); }
-  cudaStream_t stream;
+  void add(cuda_channel *c) {
+    std::lock_guard lock(mutex_);
+    channels_.push_back(c);
+  }
+  void remove(cuda_channel *c) {
+    std::lock_guard lock(mutex_);
+    std::erase(channels_, c);
+  }
+  copy_counts sum() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<cuda_channel *> channels_;
 };
 
-cudaStream_t stream_of(store_channel &ch) { return static_cast<cuda_channel &>(ch).stream; }
+class cuda_channel final : public store_channel {
+ public:
+  cuda_channel(cudaStream_t s, int slot, channel_registry &r)
+      : stream(s), engine_slot(slot), registry_(r) {
+    registry_.add(this);
+  }
+  ~cuda_channel() override {
+    registry_.remove(this);
+    cudaStreamDestroy(stream);
+  }
+  // Counted by the channel's own thread and read by .stats: a plain load
+  // and store, never contended.
+  static void count(std::atomic<uint64_t> &c, uint64_t n = 1) {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+
+  cudaStream_t stream;
+  int engine_slot;          // -1: DMA only
+  bool dma_queued = false;  // copies on the stream since the last wait
+  std::atomic<uint64_t> engine_copies{0}, dma_copies{0};
+
+ private:
+  channel_registry &registry_;
+};
+
+copy_counts channel_registry::sum() const {
+  std::lock_guard lock(mutex_);
+  copy_counts total;
+  for (const cuda_channel *c : channels_) {
+    total.engine += c->engine_copies.load(std::memory_order_relaxed);
+    total.dma += c->dma_copies.load(std::memory_order_relaxed);
+  }
+  return total;
+}
+
+cuda_channel &channel_of(store_channel &ch) { return static_cast<cuda_channel &>(ch); }
+
+// How long the copy engine's kernel keeps polling with no copy to do
+// before it parks.  A relaunch costs the next copy some microseconds;
+// parking sooner leaves the GPU idle between bursts of swap.
+constexpr std::chrono::milliseconds engine_park_after{50};
+
+// Host memory the GPU may reach at its host address: what alloc_host() and
+// pin_host() gave out.  The copy engine takes only copies whose host side
+// lies in one of these ranges; anything else goes to DMA, which takes any
+// memory.  Ranges are added before the mount and removed at teardown; the
+// lookup on the I/O path takes no lock.
+class pinned_ranges {
+ public:
+  void add(const void *p, size_t bytes) {
+    std::lock_guard lock(add_mutex_);
+    unsigned i = count_.load(std::memory_order_relaxed);
+    if (i >= capacity) return;  // not found later: DMA
+    ranges_[i].start = uintptr_t(p);
+    ranges_[i].end = uintptr_t(p) + bytes;
+    ranges_[i].live.store(true, std::memory_order_relaxed);
+    count_.store(i + 1, std::memory_order_release);
+  }
+  void remove(const void *p) {
+    unsigned n = count_.load(std::memory_order_acquire);
+    for (unsigned i = 0; i < n; ++i)
+      if (ranges_[i].start == uintptr_t(p)) ranges_[i].live.store(false, std::memory_order_release);
+  }
+  bool contains(const void *p, size_t len) const {
+    uintptr_t a = uintptr_t(p);
+    unsigned n = count_.load(std::memory_order_acquire);
+    for (unsigned i = 0; i < n; ++i)
+      if (a >= ranges_[i].start && a + len <= ranges_[i].end &&
+          ranges_[i].live.load(std::memory_order_acquire))
+        return true;
+    return false;
+  }
+
+ private:
+  static constexpr unsigned capacity = 1024;
+  struct range {
+    uintptr_t start = 0, end = 0;
+    std::atomic<bool> live{false};
+  };
+  range ranges_[capacity];
+  std::atomic<unsigned> count_{0};
+  std::mutex add_mutex_;
+};
 
 // Threading: any number of threads copy at once, each on its own channel
 // (stream); the store's own state is the failed flag and, in lazy mode, the
@@ -97,6 +200,16 @@ class cuda_store final : public block_store {
   // Takes the memory: all of it, or in lazy mode the address range only;
   // with keeping (-o failover), in chunks the keeper holds.
   std::optional<std::string> allocate(const store_keeping *keeping);
+  // The copy engine, where opts and the GPU allow it; logs why not.
+  void start_engine_if_usable(const options &opts);
+  std::string copy_path() const override { return copy_path_; }
+  copy_counts copies() const override {
+    copy_counts c = channels_.sum();
+#ifdef HAVE_COPY_ENGINE
+    if (engine_) c.launches = engine_->launches();
+#endif
+    return c;
+  }
 
   const char *backend() const override { return "cuda"; }
   std::string device() const override { return description_; }
@@ -133,6 +246,11 @@ class cuda_store final : public block_store {
   int check_copy(uint64_t offset, size_t len);
   int copy(store_channel &ch, char *to, const char *from, size_t len, cudaMemcpyKind kind,
            const char *what);
+  // Hands the channel's engine batch to the kernel and waits for it; a
+  // batch the engine cannot take is queued for DMA instead.
+  int run_engine_batch(cuda_channel &ch, bool stalled);
+  // Waits for the copies queued on the channel's stream.
+  int wait_dma(cuda_channel &ch, bool stalled);
 
   const int device_;
   const std::string description_;
@@ -142,7 +260,50 @@ class cuda_store final : public block_store {
   // A real sticky error or a stall, not an injected error: the driver is
   // left alone from then on, since its calls would fail or hang.
   std::atomic<bool> device_lost_{false};
+  // A sticky error: the context is gone, and with it every queued copy
+  // and the copy engine's kernel; nothing more will land anywhere.
+  std::atomic<bool> context_dead_{false};
+  pinned_ranges pinned_;
+  std::string copy_path_ = "dma";
+  channel_registry channels_;
+#ifdef HAVE_COPY_ENGINE
+  std::unique_ptr<copy_engine> engine_;
+#endif
 };
+
+void cuda_store::start_engine_if_usable(const options &opts) {
+#ifdef HAVE_COPY_ENGINE
+  if (!opts.copy_engine) {
+    log_info("GPU %s: copy_engine=off; copies use the DMA engines", description_.c_str());
+    return;
+  }
+  gpu_facts facts;
+  int value = 0;
+  if (cudaDeviceGetAttribute(&value, cudaDevAttrKernelExecTimeout, device_) == cudaSuccess)
+    facts.kernel_exec_timeout = value != 0;
+  if (cudaDeviceGetAttribute(&value, cudaDevAttrCanUseHostPointerForRegisteredMem, device_) ==
+      cudaSuccess)
+    facts.host_pointers_usable = value != 0;
+  if (cudaDeviceGetAttribute(&value, cudaDevAttrComputeCapabilityMajor, device_) == cudaSuccess)
+    facts.compute_major = value;
+  cudaGetLastError();
+  if (fault_injection::gpu_has_kernel_timeout()) facts.kernel_exec_timeout = true;
+  if (auto why = copy_engine_unusable(facts)) {
+    log_info("GPU %s: %s", description_.c_str(), why->c_str());
+    return;
+  }
+  std::string why;
+  engine_ = copy_engine::create(engine_park_after, &why);
+  if (!engine_) {
+    log_warn("GPU %s: %s; copies use the DMA engines", description_.c_str(), why.c_str());
+    return;
+  }
+  copy_path_ = "engine";
+#else
+  (void)opts;
+  log_debug("this vramfs was built without the GPU copy engine (no nvcc): copies use DMA");
+#endif
+}
 
 int cuda_store::bind_thread() {
   // The runtime's current device is per thread; a thread calls in here
@@ -157,7 +318,7 @@ int cuda_store::bind_thread() {
 int cuda_store::check(cudaError_t err, const char *what, bool injected) {
   if (err == cudaSuccess) return 0;
   if (is_sticky(err)) {
-    if (!injected) device_lost_ = true;
+    if (!injected) device_lost_ = context_dead_ = true;
     if (!failed_.exchange(true))
       log_err("GPU %s lost during %s: %s; every request now fails with EIO",
               description_.c_str(), what, cudaGetErrorString(err));
@@ -229,9 +390,15 @@ cuda_store::~cuda_store() {
   // only fail, and the process's exit frees everything.
   if (device_lost_) {
     if (vmm_) vmm_->abandon();
+#ifdef HAVE_COPY_ENGINE
+    if (engine_) engine_->abandon();
+#endif
     return;
   }
   if (bind_thread()) return;
+#ifdef HAVE_COPY_ENGINE
+  engine_.reset();  // stops its kernel, which would keep the device busy
+#endif
   // Copies may still be queued by a caller that gave up on them.
   check(cudaDeviceSynchronize(), "finishing copies");
   vmm_.reset();
@@ -244,7 +411,11 @@ std::unique_ptr<store_channel> cuda_store::open_channel() {
   if (bind_thread() ||
       check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "creating a stream"))
     throw std::bad_alloc();
-  return std::make_unique<cuda_channel>(stream);
+  int slot = -1;
+#ifdef HAVE_COPY_ENGINE
+  if (engine_) slot = engine_->take_slot();
+#endif
+  return std::make_unique<cuda_channel>(stream, slot, channels_);
 }
 
 int cuda_store::check_copy(uint64_t offset, size_t len) {
@@ -255,7 +426,25 @@ int cuda_store::check_copy(uint64_t offset, size_t len) {
 
 int cuda_store::copy(store_channel &ch, char *to, const char *from, size_t len,
                      cudaMemcpyKind kind, const char *what) {
-  cudaError_t err = cudaMemcpyAsync(to, from, len, kind, stream_of(ch));
+  cuda_channel &c = channel_of(ch);
+  cudaError_t err = cudaSuccess;
+  bool queued = false;
+#ifdef HAVE_COPY_ENGINE
+  // Small copies to or from memory the GPU reaches go to the engine's
+  // batch; the kernel runs them when the channel waits.
+  const char *host = kind == cudaMemcpyDeviceToHost ? to : from;
+  if (c.engine_slot >= 0 && len <= copy_engine_max_bytes && !engine_->disabled() &&
+      pinned_.contains(host, len) && engine_->add(c.engine_slot, to, from, len)) {
+    queued = true;
+  }
+#endif
+  if (!queued) {
+    err = cudaMemcpyAsync(to, from, len, kind, c.stream);
+    if (err == cudaSuccess) {
+      c.dma_queued = true;
+      cuda_channel::count(c.dma_copies);
+    }
+  }
   // Injected faults replace the result of a copy that was really queued:
   // the same checks, and the caller's wait for the queued copy, run.
   bool injected = false;
@@ -304,17 +493,62 @@ int cuda_store::submit_write(store_channel &ch, uint64_t offset, const void *src
 }
 
 int cuda_store::wait(store_channel &ch) {
-  if (failed_.load(std::memory_order_relaxed)) return -EIO;
+  cuda_channel &c = channel_of(ch);
   if (int err = bind_thread()) return err;
+  // Wait for this channel's own copies even when another thread failed
+  // the store: they may still be writing into buffers that this thread
+  // reuses once the wait returns.  Only a dead context has none left.
+  bool stalled = fault_injection::wait_stalls();
+  int err = 0;
+#ifdef HAVE_COPY_ENGINE
+  if (c.engine_slot >= 0 && engine_->pending(c.engine_slot)) err = run_engine_batch(c, stalled);
+  if (err == -ETIMEDOUT) return fail_stalled(copy_timeout());
+  if (stalled && !err) stalled = false;  // the engine's wait took the injected stall
+#endif
+  if (!err && c.dma_queued) err = wait_dma(c, stalled);
+  if (!err && failed_.load(std::memory_order_relaxed)) err = -EIO;
+  return err;
+}
+
+#ifdef HAVE_COPY_ENGINE
+int cuda_store::run_engine_batch(cuda_channel &c, bool stalled) {
+  int slot = c.engine_slot;
+  if (context_dead_) {
+    engine_->clear(slot);  // the kernel died with the context
+    return -EIO;
+  }
+  unsigned batch = engine_->pending(slot);
+  int err = engine_->run(slot, copy_timeout(), stalled);
+  if (!err) cuda_channel::count(c.engine_copies, batch);
+  if (err != -ENODEV) return err;
+  // The engine cannot take it (a failed launch, or a slot the running
+  // kernel does not poll): the DMA engines copy the batch instead.
+  const engine_abi::copy_desc *d = engine_->batch(slot);
+  for (unsigned i = 0, n = engine_->pending(slot); i < n && !err; ++i) {
+    err = check(cudaMemcpyAsync(reinterpret_cast<void *>(d[i].dst),
+                                reinterpret_cast<const void *>(d[i].src), d[i].len,
+                                cudaMemcpyDefault, c.stream),
+                "copying with DMA for the copy engine");
+    if (!err) cuda_channel::count(c.dma_copies);
+  }
+  c.dma_queued = true;  // a failed submit still waits for those before it
+  engine_->clear(slot);
+  return err;
+}
+#endif
+
+int cuda_store::wait_dma(cuda_channel &c, bool stalled) {
   // Polled rather than cudaStreamSynchronize: it has no deadline, and a
   // stalled GPU would hang swap for ever under a set's lock.  A 4K copy
   // takes microseconds, so the first ones are waited for by spinning; then
   // the wait backs off, to spare a CPU during a long one.
-  bool stalled = fault_injection::wait_stalls();
   auto start = std::chrono::steady_clock::now();
   for (;;) {
-    cudaError_t err = stalled ? cudaErrorNotReady : cudaStreamQuery(stream_of(ch));
-    if (err != cudaErrorNotReady) return check(err, "waiting for copies");
+    cudaError_t err = stalled ? cudaErrorNotReady : cudaStreamQuery(c.stream);
+    if (err != cudaErrorNotReady) {
+      c.dma_queued = false;
+      return check(err, "waiting for copies");
+    }
     auto waited = std::chrono::steady_clock::now() - start;
     if (waited > copy_timeout()) return fail_stalled(waited);
     if (waited > std::chrono::microseconds(50))
@@ -349,22 +583,30 @@ void cuda_store::release(uint64_t offset, uint64_t len) {
 void *cuda_store::alloc_host(size_t bytes) {
   void *p = nullptr;
   // Portable: pinned for every context, whichever thread allocated it.
+  // Mapped: the copy engine's kernel reaches it at its host address.
   if (bind_thread() ||
-      check(cudaHostAlloc(&p, bytes, cudaHostAllocPortable), "pinning host memory"))
+      check(cudaHostAlloc(&p, bytes, cudaHostAllocPortable | cudaHostAllocMapped),
+            "pinning host memory"))
     throw std::bad_alloc();
+  pinned_.add(p, bytes);
   return p;
 }
 
 int cuda_store::pin_host(void *ptr, size_t bytes) {
   if (int err = bind_thread()) return err;
-  return check(cudaHostRegister(ptr, bytes, cudaHostRegisterPortable), "pinning shared memory");
+  int err = check(cudaHostRegister(ptr, bytes, cudaHostRegisterPortable | cudaHostRegisterMapped),
+                  "pinning shared memory");
+  if (!err) pinned_.add(ptr, bytes);
+  return err;
 }
 
 void cuda_store::unpin_host(void *ptr) {
+  pinned_.remove(ptr);
   if (ptr && !device_lost_) check(cudaHostUnregister(ptr), "unpinning shared memory");
 }
 
 void cuda_store::free_host(void *ptr, size_t) {
+  pinned_.remove(ptr);
   if (ptr && !device_lost_) check(cudaFreeHost(ptr), "freeing pinned host memory");
 }
 
@@ -505,6 +747,7 @@ std::unique_ptr<block_store> create_cuda_store(const options &opts, std::string 
     *error = *e;
     return nullptr;
   }
+  store->start_engine_if_usable(opts);
   return store;
 }
 

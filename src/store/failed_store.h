@@ -21,6 +21,7 @@ class failed_store final : public block_store {
   uint64_t chunk_size() const override { return 2 << 20; }
   uint64_t held_bytes() const override { return 0; }
   bool failed() const override { return true; }
+  std::string copy_path() const override { return "none"; }
 
   std::unique_ptr<store_channel> open_channel() override {
     return std::make_unique<store_channel>();

@@ -26,6 +26,7 @@ class host_store final : public block_store {
   uint64_t chunk_size() const override { return chunk_bytes; }
   uint64_t held_bytes() const override { return held_.load(std::memory_order_relaxed); }
   bool failed() const override { return failed_.load(std::memory_order_relaxed); }
+  std::string copy_path() const override { return "memcpy"; }
 
   std::unique_ptr<store_channel> open_channel() override;
   int submit_read(store_channel &ch, uint64_t offset, void *dst, size_t len) override;
