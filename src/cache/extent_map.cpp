@@ -13,11 +13,15 @@ extent_map::extent_map(uint64_t blocks, std::atomic<uint64_t> *memory, bool fres
   }
   data_ = memory;
   preallocated_ = memory + count / 2;
+  if (fresh)
+    for (uint64_t i = 0; i < count; ++i) memory[i].store(0);
+  recount();
+}
+
+void extent_map::recount() {
   uint64_t populated = 0;
-  for (uint64_t i = 0; i < count; ++i) {
-    if (fresh) memory[i].store(0);
-    if (i < count / 2) populated += uint64_t(__builtin_popcountll(memory[i].load()));
-  }
+  for (uint64_t i = 0; i < words_for(blocks_) / 2; ++i)
+    populated += uint64_t(__builtin_popcountll(data_[i].load()));
   populated_ = populated;
 }
 

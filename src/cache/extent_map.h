@@ -38,6 +38,9 @@ class extent_map {
   uint64_t next_with_data(uint64_t from) const { return next(from, false); }
   uint64_t next_without_data(uint64_t from) const { return next(from, true); }
   uint64_t blocks_with_data() const { return populated_.load(std::memory_order_relaxed); }
+  // Counts the blocks with data again: a standby server's map, built while
+  // its predecessor still changed the bits, once that one is dead.
+  void recount();
 
  private:
   using owned_words = std::unique_ptr<std::atomic<uint64_t>[]>;

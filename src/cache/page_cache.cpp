@@ -74,12 +74,18 @@ void page_cache::adopt(memory mem) {
   lines_ = mem.lines;
   zeros_ = static_cast<std::byte *>(store_.alloc_host(block_size_));
   memset(zeros_, 0, block_size_);
-  uint64_t dirty = 0;
-  for (uint64_t s = 0; s < set_count_; ++s) {
-    if (mem.fresh) {
+  if (mem.fresh) {
+    for (uint64_t s = 0; s < set_count_; ++s) {
       sets_[s].clock = 0;
       for (line_state &l : sets_[s].lines) l = line_state{no_block, 0, 0, 0};
     }
+  }
+  if (!mem.take_over_later) take_over_lines();
+}
+
+void page_cache::take_over_lines() {
+  uint64_t dirty = 0;
+  for (uint64_t s = 0; s < set_count_; ++s) {
     for (line_state &l : sets_[s].lines) {
       // A predecessor may have died between two of an operation's updates;
       // what it left must still satisfy the invariants.  A line of a block

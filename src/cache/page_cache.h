@@ -81,6 +81,10 @@ class page_cache {
     set_state *sets;
     std::byte *lines;
     bool fresh;
+    // A standby server builds its cache while its predecessor still
+    // writes to the shared state: it takes the lines over only once that
+    // one is dead (take_over_lines).
+    bool take_over_later = false;
   };
 
   page_cache(block_store &store, extent_map &extents, stats &counters, uint64_t block_size,
@@ -104,6 +108,10 @@ class page_cache {
   int preallocate(uint64_t offset, uint64_t len);
   // Writes back every sector that was dirty when it was called.
   int flush(store_channel &ch);
+  // Takes the shared lines over as a dead predecessor left them: drops
+  // what belongs to writes it never acknowledged, counts the dirty lines.
+  // The constructor does it, unless told to leave it for later.
+  void take_over_lines();
 
   uint64_t dirty_lines() const { return dirty_.load(std::memory_order_relaxed); }
   uint64_t line_count() const { return line_count_; }

@@ -25,6 +25,7 @@
 #include <memory>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 namespace vramfs {
@@ -64,9 +65,27 @@ class control_report final : public startup_report {
   int control_;
 };
 
-// Consecutive servers that died before they served: then no server can be
-// started, and the mount goes into failed mode.
-constexpr int max_failed_starts = 5;
+// Servers in a row that died before they served, or soon after (a server
+// that dies on a request the kernel resends to every successor): then no
+// server can serve this memory, and the mount goes into failed mode.
+constexpr int max_quick_deaths = 5;
+// A server that served this long before it died was not crash-looping:
+// well above a death on the first resent request, below the pauses
+// between the kills of the failover tests.
+constexpr int64_t quick_death_us = 250000;
+// Standby servers in a row that died before they were ready: then the
+// mount runs without one (the log says why).
+constexpr int max_standby_failures = 3;
+
+// One server process and the keeper's end of its control channel.
+struct child {
+  pid_t pid = 0;
+  int control = -1;
+  bool ready = false;      // serving: it said ready; standby: standby_ready
+  int64_t ready_us = 0;    // when it said ready
+  std::string failure;     // what it said before it died
+  explicit operator bool() const { return pid != 0; }
+};
 
 class keeper {
  public:
@@ -76,27 +95,39 @@ class keeper {
 
  private:
   bool set_up();
+  // Forks a server: the first one, a cold takeover (standby false), or a
+  // standby.  false when fork failed.
+  bool start_child(child &c, bool standby);
   void start_server();
-  void handle(message m);
-  void drain_messages();
+  void start_standby();
+  bool standby_wanted() const;
+  void set_standby_state(standby_state s);
+  void handle_serving(message m);
+  void handle_standby(message m);
+  void drain(child &c, bool serving);
+  void close_child(child &c);
+  void kill_standby();
   // Returns an exit status when the keeper is done, -1 to go on.
   int server_exited(int status);
+  void standby_exited(int status);
   void stop_signal(const char *name);
   bool connection_gone() const;
   void abandon_mount();
 
   const options &opts_;
   startup_report &report_;
-  int control_ = -1, server_end_ = -1, signals_ = -1;
-  pid_t server_ = 0;
-  bool served_ = false;        // the first server was ready once
-  bool server_ready_ = false;  // the server that runs now is
+  int signals_ = -1;
+  child serving_, standby_;
+  bool served_ = false;  // the first server was ready once
   bool failed_mode_ = false;
-  int failed_starts_ = 0;      // servers in a row that died before they were ready
+  int quick_deaths_ = 0;        // servers in a row that died before serving long
+  int standby_failures_ = 0;    // standbys in a row that died before they were ready
+  bool standby_given_up_ = false;
   uint64_t takeovers_ = 0;
-  int64_t death_us_ = 0;   // when the server died, for the takeover time
-  int64_t restart_at_us_ = 0;  // a delayed restart is due then; 0: none
-  std::string last_failure_, death_;
+  int64_t death_us_ = 0;          // when the server died, for the takeover time
+  int64_t restart_at_us_ = 0;     // a delayed server start is due then; 0: none
+  int64_t standby_at_us_ = 0;     // a delayed standby start is due then; 0: none
+  std::string death_;
 
   int fuse_fd_ = -1, state_fd_ = -1, host_fd_ = -1;
   std::unique_ptr<failover::state_region> region_;
@@ -106,15 +137,14 @@ class keeper {
 };
 
 keeper::~keeper() {
+  kill_standby();
   for (auto &[index, fd] : chunks_) close(fd);
   if (host_data_) munmap(host_data_, host_bytes_);
-  for (int fd : {fuse_fd_, state_fd_, host_fd_, control_, server_end_, signals_})
+  for (int fd : {fuse_fd_, state_fd_, host_fd_, serving_.control, signals_})
     if (fd >= 0) close(fd);
 }
 
 bool keeper::set_up() {
-  stats ignored;
-  std::vector<std::string> warnings;
   // The daemon's rules hold for the keeper too: it must never wait on the
   // swap it keeps alive.
   if (auto err = lock_memory()) {
@@ -133,12 +163,6 @@ bool keeper::set_up() {
       setrlimit(RLIMIT_NOFILE, &files);
     }
   }
-  auto channel = failover::make_channel();
-  if (!channel) {
-    report_.failure(std::string("cannot create the keeper's control socket: ") + strerror(errno));
-    return false;
-  }
-  std::tie(control_, server_end_) = *channel;
   sigset_t set;
   sigemptyset(&set);
   for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, sig);
@@ -151,40 +175,91 @@ bool keeper::set_up() {
   return true;
 }
 
-void keeper::start_server() {
-  restart_at_us_ = 0;
-  server_ready_ = false;
+bool keeper::start_child(child &c, bool standby) {
+  auto channel = failover::make_channel();
+  if (!channel) {
+    log_err("cannot create a control socket for a vramfs server: %s", strerror(errno));
+    return false;
+  }
+  auto [keeper_end, server_end] = *channel;
   keeper_context ctx;
-  ctx.control = server_end_;
+  ctx.control = server_end;
   ctx.keeper_pid = getpid();
   ctx.takeover = served_;
-  ctx.takeover_number = takeovers_;
+  ctx.standby = standby;
+  ctx.takeover_number = takeovers_ + (standby ? 1 : 0);
   ctx.fuse_fd = fuse_fd_;
   ctx.region = region_.get();
   ctx.host_data = host_data_;
   for (auto &[index, fd] : chunks_) ctx.vram_chunks.emplace_back(index, fd);
-  ctx.failed_mode = failed_mode_;
+  ctx.failed_mode = failed_mode_ && !standby;
   pid_t pid = fork();
   if (pid < 0) {
     log_err("cannot fork a vramfs server: %s", strerror(errno));
-    server_ = 0;
-    restart_at_us_ = monotonic_us() + 1000000;
-    return;
+    close(keeper_end);
+    close(server_end);
+    return false;
   }
   if (pid == 0) {
-    // The server: the keeper's loop and its answer to the user are not its.
-    close(control_);
+    // The server: the keeper's loop, its other channels and its answer to
+    // the user are not its.
+    close(keeper_end);
     close(signals_);
+    for (int fd : {serving_.control, standby_.control})
+      if (fd >= 0) close(fd);
     bool daemonized = report_.daemonized();
     report_.forget_parent();
     if (daemonized) detach_from_terminal();
-    control_report report(server_end_);
+    control_report report(server_end);
     _exit(run_server(opts_, report, &ctx));
   }
-  server_ = pid;
+  close(server_end);
+  c = child{};
+  c.pid = pid;
+  c.control = keeper_end;
+  return true;
 }
 
-void keeper::handle(message m) {
+void keeper::start_server() {
+  restart_at_us_ = 0;
+  if (!start_child(serving_, false)) restart_at_us_ = monotonic_us() + 1000000;
+}
+
+bool keeper::standby_wanted() const {
+  return opts_.standby && served_ && !failed_mode_ && !standby_given_up_ && region_ &&
+         region_->state().standby.load() != standby_state::unavailable;
+}
+
+void keeper::set_standby_state(standby_state s) {
+  if (region_ && region_->state().standby.load() != standby_state::unavailable)
+    region_->state().standby.store(s);
+}
+
+void keeper::start_standby() {
+  standby_at_us_ = 0;
+  if (standby_ || !standby_wanted()) return;
+  if (!start_child(standby_, true)) {
+    standby_at_us_ = monotonic_us() + 1000000;
+    return;
+  }
+  set_standby_state(standby_state::starting);
+}
+
+void keeper::close_child(child &c) {
+  if (c.control >= 0) close(c.control);
+  c.control = -1;
+  c.pid = 0;
+}
+
+void keeper::kill_standby() {
+  if (!standby_) return;
+  kill(standby_.pid, SIGKILL);
+  waitpid(standby_.pid, nullptr, 0);
+  close_child(standby_);
+  set_standby_state(standby_state::off);
+}
+
+void keeper::handle_serving(message m) {
   switch (m.kind) {
     case message_kind::fuse_device:
       if (fuse_fd_ >= 0) close(fuse_fd_);
@@ -222,16 +297,20 @@ void keeper::handle(message m) {
     case message_kind::vram_chunk:
       if (auto it = chunks_.find(m.index); it != chunks_.end()) close(it->second);
       chunks_[m.index] = m.fd;
+      // The standby maps it too, so that it can take over at once.
+      if (standby_) failover::send_message(standby_.control, m.kind, m.index, 0, "", m.fd);
       return;
     case message_kind::vram_released:
       if (auto it = chunks_.find(m.index); it != chunks_.end()) {
         close(it->second);
         chunks_.erase(it);
       }
+      // Its mapping in the standby would keep the memory from the GPU.
+      if (standby_) failover::send_message(standby_.control, m.kind, m.index);
       return;
     case message_kind::ready:
-      failed_starts_ = 0;
-      server_ready_ = true;
+      serving_.ready = true;
+      serving_.ready_us = monotonic_us();
       if (!served_) {
         served_ = true;
         std::vector<std::string> warnings;
@@ -244,27 +323,51 @@ void keeper::handle(message m) {
         if (!report_.ready(warnings)) {
           log_info("the start of %s was interrupted; unmounting it", opts_.mountpoint.c_str());
           abandon_mount();
+          return;
         }
-        return;
-      }
-      if (region_ && death_us_) {
+      } else if (region_ && death_us_) {
         int64_t took = monotonic_us() - death_us_;
         death_us_ = 0;
         region_->state().last_takeover_us.store(uint64_t(took));
         log_info("server %d took over %s in %lld ms after the last one %s (restart %llu)",
-                 int(server_), opts_.mountpoint.c_str(), (long long)(took / 1000),
+                 int(serving_.pid), opts_.mountpoint.c_str(), (long long)(took / 1000),
                  death_.c_str(), (unsigned long long)region_->state().restarts.load());
       }
+      // The next takeover is prepared now, after a crash loop's pause.
+      if (!standby_ && !standby_at_us_)
+        standby_at_us_ = monotonic_us() + (quick_deaths_ ? (100000 << std::min(quick_deaths_, 5)) : 0);
       return;
     case message_kind::failure:
-      last_failure_ = m.text;
-      return;
+      serving_.failure = m.text;
+      break;
+    case message_kind::standby_ready:
+    case message_kind::go:
+      break;
   }
   if (m.fd >= 0) close(m.fd);
 }
 
-void keeper::drain_messages() {
-  while (auto m = failover::receive_message(control_, true)) handle(std::move(*m));
+void keeper::handle_standby(message m) {
+  switch (m.kind) {
+    case message_kind::standby_ready:
+      standby_.ready = true;
+      standby_failures_ = 0;
+      set_standby_state(standby_state::ready);
+      log_debug("standby server %d of %s is ready", int(standby_.pid), opts_.mountpoint.c_str());
+      break;
+    case message_kind::failure: standby_.failure = m.text; break;
+    default: break;
+  }
+  if (m.fd >= 0) close(m.fd);
+}
+
+void keeper::drain(child &c, bool serving) {
+  if (c.control < 0) return;
+  while (auto m = failover::receive_message(c.control, true)) {
+    if (serving) handle_serving(std::move(*m));
+    else handle_standby(std::move(*m));
+    if (c.control < 0) return;
+  }
 }
 
 bool keeper::connection_gone() const {
@@ -280,46 +383,83 @@ void keeper::abandon_mount() {
 }
 
 int keeper::server_exited(int status) {
-  server_ = 0;
-  drain_messages();  // descriptors the server sent just before it died
+  drain(serving_, true);  // descriptors the server sent just before it died
   std::string how = describe_exit(status);
+  child dead = std::exchange(serving_, child{});
+  close_child(dead);
   if (!served_) {
     // The first start failed: the user's command says why.
-    report_.failure(!last_failure_.empty() ? last_failure_
-                                           : "the vramfs server " + how + " during startup");
+    report_.failure(!dead.failure.empty() ? dead.failure
+                                          : "the vramfs server " + how + " during startup");
     if (fuse_fd_ >= 0) abandon_mount();
     return 1;
   }
   if (connection_gone()) {
+    kill_standby();
     log_info("%s is unmounted; the keeper exits", opts_.mountpoint.c_str());
     return 0;
   }
-  if (!last_failure_.empty()) how += " (" + last_failure_ + ")";
-  last_failure_.clear();
-  if (server_ready_) {
-    death_us_ = monotonic_us();  // the outage starts: the takeover is timed from here
+  if (!dead.failure.empty()) how += " (" + dead.failure + ")";
+  int64_t now = monotonic_us();
+  if (region_) region_->state().last_death_us.store(uint64_t(now));
+  if (dead.ready) {
+    death_us_ = now;  // the outage starts: the takeover is timed from here
     death_ = how;
-  } else {
-    ++failed_starts_;
   }
+  // A crash loop: servers that die before they serve, or on the requests
+  // the kernel resends to each successor, soon after they start serving.
+  if (!dead.ready || now - dead.ready_us < quick_death_us) ++quick_deaths_;
+  else quick_deaths_ = 0;
   if (failed_mode_) {
     log_err("the failed-mode server of %s %s; starting it again", opts_.mountpoint.c_str(),
             how.c_str());
-    restart_at_us_ = monotonic_us() + 1000000;
+    restart_at_us_ = now + 1000000;
     return -1;
   }
   log_err("the vramfs server of %s %s; starting another", opts_.mountpoint.c_str(), how.c_str());
   if (region_) region_->state().restarts.fetch_add(1);
   ++takeovers_;
-  if (failed_starts_ >= max_failed_starts) {
-    log_err("%d servers in a row died before they served %s: giving up on its memory",
-            failed_starts_, opts_.mountpoint.c_str());
+  if (quick_deaths_ >= max_quick_deaths) {
+    log_err("%d servers in a row died before they served %s or soon after: giving up on its "
+            "memory",
+            quick_deaths_, opts_.mountpoint.c_str());
     failed_mode_ = true;
+    kill_standby();
   }
-  // The first restart at once; then back off, so that a server that cannot
-  // start does not spin.
-  restart_at_us_ = monotonic_us() + (failed_starts_ ? (100000 << std::min(failed_starts_, 5)) : 0);
+  if (standby_ && !failed_mode_) {
+    // Prepared ahead: it takes over as soon as it reads this (at once if
+    // it is ready; once it is, if it is still starting).
+    if (failover::send_message(standby_.control, message_kind::go) == 0) {
+      serving_ = standby_;
+      serving_.ready = false;
+      standby_ = child{};
+      set_standby_state(standby_state::off);
+      return -1;
+    }
+    kill_standby();
+  }
+  // A cold start: the first at once; then back off, so that a server that
+  // cannot start does not spin.
+  restart_at_us_ = now + (quick_deaths_ > 1 ? (100000 << std::min(quick_deaths_ - 1, 5)) : 0);
   return -1;
+}
+
+void keeper::standby_exited(int status) {
+  drain(standby_, false);
+  std::string why = !standby_.failure.empty() ? standby_.failure : describe_exit(status);
+  bool was_ready = standby_.ready;
+  child dead = std::exchange(standby_, child{});
+  close_child(dead);
+  set_standby_state(standby_state::off);
+  if (!was_ready && ++standby_failures_ >= max_standby_failures) {
+    standby_given_up_ = true;
+    log_err("no standby server could start for %s (%s): running without one, so a takeover "
+            "starts a new server",
+            opts_.mountpoint.c_str(), why.c_str());
+    return;
+  }
+  log_err("the standby server of %s %s; starting another", opts_.mountpoint.c_str(), why.c_str());
+  standby_at_us_ = monotonic_us() + 1000000;
 }
 
 void keeper::stop_signal(const char *name) {
@@ -327,7 +467,7 @@ void keeper::stop_signal(const char *name) {
     log_warn("ignoring %s: %s is still starting", name, opts_.mountpoint.c_str());
     return;
   }
-  uint64_t opens = region_ ? region_->state().data_opens.load() : 0;
+  uint64_t opens = region_ ? region_->state().data_opens() : 0;
   if (opens) {
     log_warn("refusing %s: %s/%s is open %llu time(s) (a loop device or swap uses it); stop with "
              "'vramswap stop', or swapoff, losetup -d and umount %s first",
@@ -344,22 +484,28 @@ void keeper::stop_signal(const char *name) {
 int keeper::run() {
   if (!set_up()) return 1;
   start_server();
+  if (!serving_) {
+    report_.failure(std::string("cannot fork the vramfs server: ") + strerror(errno));
+    return 1;
+  }
   for (;;) {
+    int64_t now = monotonic_us();
+    if (restart_at_us_ && restart_at_us_ <= now && !serving_) start_server();
+    if (standby_at_us_ && standby_at_us_ <= now) start_standby();
     int timeout = -1;
-    if (restart_at_us_) {
-      int64_t due = restart_at_us_ - monotonic_us();
-      if (due <= 0) {
-        if (server_ == 0) start_server();
-        continue;
+    for (int64_t due : {restart_at_us_, standby_at_us_})
+      if (due) {
+        int ms = int(std::max<int64_t>(due - now, 0) / 1000) + 1;
+        timeout = timeout < 0 ? ms : std::min(timeout, ms);
       }
-      timeout = int(due / 1000) + 1;
-    }
-    pollfd fds[2] = {{signals_, POLLIN, 0}, {control_, POLLIN, 0}};
-    if (poll(fds, 2, timeout) < 0) {
+    pollfd fds[3] = {{signals_, POLLIN, 0}, {serving_.control, POLLIN, 0},
+                     {standby_.control, POLLIN, 0}};
+    if (poll(fds, 3, timeout) < 0) {
       if (errno != EINTR) log_err("the keeper's poll failed: %s", strerror(errno));
       continue;
     }
-    if (fds[1].revents & POLLIN) drain_messages();
+    if (fds[1].revents & POLLIN) drain(serving_, true);
+    if (fds[2].revents & POLLIN) drain(standby_, false);
     if (!(fds[0].revents & POLLIN)) continue;
     signalfd_siginfo info;
     if (read(signals_, &info, sizeof info) != ssize_t(sizeof info)) continue;
@@ -367,9 +513,13 @@ int keeper::run() {
       case SIGCHLD: {
         int status;
         pid_t pid;
-        while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-          if (pid == server_)
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+          if (pid == serving_.pid) {
             if (int done = server_exited(status); done >= 0) return done;
+          } else if (pid == standby_.pid) {
+            standby_exited(status);
+          }
+        }
         break;
       }
       case SIGTERM: stop_signal("SIGTERM"); break;

@@ -19,16 +19,16 @@
 
 #include "config.h"
 
-#include <poll.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <thread>
 
@@ -101,7 +101,16 @@ class server {
   bool lay_out_state();
   bool make_transport();
   bool connect();
-  void watch_the_keeper();
+  // A takeover: the state as the dead server left it, then the kernel's
+  // resend, then the threads.
+  bool take_over();
+  // The keeper's messages: for a standby, the memory its predecessor takes
+  // and gives back, and the word to go; for every server, the keeper's
+  // death (end of file).
+  void listen_to_the_keeper();
+  // A standby: waits until the keeper says go (true) or dies (false).
+  bool wait_for_go();
+  void record_protections();
   std::optional<std::string> stop_refusal(const char *signal);
   void announce();
 
@@ -123,6 +132,9 @@ class server {
   std::unique_ptr<fuse::mount> mount_;
   int fuse_fd_ = -1;
   std::thread keeper_watch_;
+  std::mutex go_mutex_;
+  std::condition_variable go_cv_;
+  enum class go_state { waiting, go, keeper_gone } go_ = go_state::waiting;
 };
 
 server::~server() {
@@ -205,9 +217,11 @@ bool server::lay_out_state() {
     if (int err = store_->pin_host(region_->lines(), shape.line_count * opts_.block))
       return fail(std::string("cannot pin the shared cache for the GPU: ") + strerror(-err));
     lines_pinned_ = true;
-    cache_ = std::make_unique<page_cache>(*store_, *extents_, state_->counters, opts_.block,
-                                          shape.line_count,
-                                          page_cache::memory{region_->sets(), region_->lines(), fresh});
+    // A standby's predecessor still serves: nothing of the shared state is
+    // changed until it is dead (take_over).
+    cache_ = std::make_unique<page_cache>(
+        *store_, *extents_, state_->counters, opts_.block, shape.line_count,
+        page_cache::memory{region_->sets(), region_->lines(), fresh, keeper_->standby});
   } catch (const std::bad_alloc &) {
     return fail("cannot allocate the " + format_size(cache_bytes) + " cache in locked host memory" +
                 memory_limit_hint());
@@ -218,7 +232,7 @@ bool server::lay_out_state() {
 bool server::make_transport() {
   fs_ = std::make_unique<fuse::filesystem>(
       *store_, *extents_, *cache_, *state_, opts_.name,
-      fuse::connection_wish{opts_.transport == transport_kind::uring});
+      fuse::connection_wish{opts_.transport == transport_kind::uring, opts_.failover});
   try {
     // Rule 2: every buffer, stream, ring and thread before the mount.
     if (opts_.transport == transport_kind::uring)
@@ -235,18 +249,9 @@ bool server::make_transport() {
 }
 
 bool server::connect() {
+  if (keeper_ && keeper_->takeover) return take_over();
   // A failed store has nothing to write back to.
   if (!store_->failed()) cache_->start_writeback();
-  if (keeper_ && keeper_->takeover) {
-    // The connection lives on in the keeper: no mount, no INIT.  The kernel
-    // sends again every request the dead server had read but not answered.
-    fuse_fd_ = keeper_->fuse_fd;
-    if (state_->initialized.load(std::memory_order_acquire)) transport_->assume_initialized();
-    transport_->start(fuse_fd_);
-    if (int err = fuse::send_notify_resend(fuse_fd_))
-      return fail(std::string("cannot ask the kernel to resend requests: ") + strerror(-err));
-    return true;
-  }
   std::string error;
   mount_ = fuse::mount::create(opts_, &error);
   if (!mount_) return fail(error);
@@ -271,33 +276,90 @@ bool server::connect() {
   return true;
 }
 
-// A server of -o failover serves on if its keeper dies, but can no longer
-// be replaced: say so, in the log and in .stats.
-void server::watch_the_keeper() {
+bool server::take_over() {
+  if (keeper_->standby) {
+    // Counted from the shared state only now: the predecessor changed it
+    // until it died.
+    extents_->recount();
+    cache_->take_over_lines();
+    record_protections();
+  }
+  if (!store_->failed()) cache_->start_writeback();
+  // The connection lives on in the keeper: no mount, no INIT.  The kernel
+  // queues again every request the dead server had read but not answered;
+  // asked before any thread runs, so that a refusal leaves none to join.
+  fuse_fd_ = keeper_->fuse_fd;
+  if (state_->initialized.load(std::memory_order_acquire)) transport_->assume_initialized();
+  if (int err = fuse::send_notify_resend(fuse_fd_))
+    return fail(std::string("cannot ask the kernel to resend requests: ") + strerror(-err));
+  fs_->first_answer_pending.store(true);
+  transport_->start(fuse_fd_);
+  return true;
+}
+
+void server::listen_to_the_keeper() {
   int control = keeper_->control;
   pid_t keeper = keeper_->keeper_pid;
-  mount_state *state = state_;
-  std::string mountpoint = opts_.mountpoint;
-  keeper_watch_ = std::thread([control, keeper, state, mountpoint] {
-    pollfd p{control, POLLIN, 0};
+  keeper_watch_ = std::thread([this, control, keeper] {
     for (;;) {
-      if (poll(&p, 1, -1) < 0 && errno == EINTR) continue;
-      if (p.revents & (POLLHUP | POLLERR)) break;
-      if (p.revents & POLLIN) {
-        char byte;
-        if (recv(control, &byte, 1, MSG_DONTWAIT) == 0) break;
+      auto m = failover::receive_message(control, false);
+      if (!m) {
+        if (errno == EINTR || errno == EPROTO) continue;
+        break;  // end of file: the keeper is gone
+      }
+      switch (m->kind) {
+        case message_kind::vram_chunk:
+          if (int err = store_->adopt_chunk(m->index, m->fd))
+            log_err("standby: cannot map VRAM chunk %llu: %s", (unsigned long long)m->index,
+                    strerror(-err));
+          break;
+        case message_kind::vram_released: store_->forget_chunk(m->index); break;
+        case message_kind::go: {
+          std::lock_guard lock(go_mutex_);
+          go_ = go_state::go;
+          go_cv_.notify_all();
+          break;
+        }
+        default: break;
+      }
+      if (m->fd >= 0) close(m->fd);
+    }
+    {
+      std::lock_guard lock(go_mutex_);
+      if (go_ == go_state::waiting) {
+        // A standby whose keeper died has nothing to take over.
+        go_ = go_state::keeper_gone;
+        go_cv_.notify_all();
+        return;
       }
     }
-    state->keeper_alive.store(0);
+    // A server of -o failover serves on if its keeper dies, but can no
+    // longer be replaced: say so, in the log and in .stats.
+    state_->keeper_alive.store(0);
     log_err("the vramfs keeper (pid %d) of %s died: this mount no longer survives the death of "
             "its server; stop it with 'vramswap stop' and start it again",
-            int(keeper), mountpoint.c_str());
+            int(keeper), opts_.mountpoint.c_str());
   });
+}
+
+bool server::wait_for_go() {
+  std::unique_lock lock(go_mutex_);
+  go_cv_.wait(lock, [this] { return go_ != go_state::waiting; });
+  return go_ == go_state::go;
+}
+
+void server::record_protections() {
+  // The protections are this process's: recorded in the shared state
+  // before any thread of this server can read it.
+  if (state_ == &own_state_) return;
+  state_->counters.memory_locked = own_state_.counters.memory_locked;
+  state_->counters.io_flusher = own_state_.counters.io_flusher;
+  state_->counters.oom_protected = own_state_.counters.oom_protected;
 }
 
 // Rule 6: never exit under a live swap.
 std::optional<std::string> server::stop_refusal(const char *signal) {
-  if (uint64_t opens = state_->data_opens.load())
+  if (uint64_t opens = state_->data_opens())
     return std::string("refusing ") + signal + ": " + opts_.mountpoint + "/" + opts_.name +
            " is open " + std::to_string(opens) +
            " time(s) (a loop device or swap uses it); stop with 'vramswap stop', or "
@@ -326,23 +388,42 @@ int server::run() {
     return 1;
   }
   for (std::string &w : option_warnings(opts_)) warnings_.push_back(std::move(w));
-  if (keeper_ && keeper_->takeover && !keeper_->failed_mode &&
-      fault_injection::takeover_fails(keeper_->takeover_number)) {
+  auto injected_takeover_failure = [this] {
+    return keeper_ && keeper_->takeover && !keeper_->failed_mode &&
+           fault_injection::takeover_fails(keeper_->takeover_number);
+  };
+  if (!(keeper_ && keeper_->standby) && injected_takeover_failure()) {
     report_.failure("injected takeover failure");
     return 1;
   }
   if (!open_store() || !lay_out_state()) return 1;
-  if (state_ != &own_state_) {
-    // The protections are this process's: record them in the shared state
-    // before any thread can read it.
-    state_->counters.memory_locked = own_state_.counters.memory_locked;
-    state_->counters.io_flusher = own_state_.counters.io_flusher;
-    state_->counters.oom_protected = own_state_.counters.oom_protected;
+  if (keeper_ && !keeper_->takeover && opts_.standby && store_->single_process()) {
+    // Known before the keeper starts a standby, which could not get a
+    // context of its own.
+    state_->standby.store(standby_state::unavailable);
+    log_warn("%s: the GPU admits one process at a time (exclusive-process compute mode): no "
+             "standby server can wait beside this one, so a takeover starts a new server",
+             opts_.mountpoint.c_str());
   }
-  if (!make_transport() || !connect()) return 1;
+  if (!keeper_ || !keeper_->standby) record_protections();
+  if (!make_transport()) return 1;
+  if (keeper_) {
+    if (!keeper_->standby) go_ = go_state::go;  // nothing to wait for
+    listen_to_the_keeper();
+  }
+  if (keeper_ && keeper_->standby) {
+    // Everything is ready but the state, which the serving server still
+    // owns: wait for the keeper's word that it died.
+    if (failover::send_message(keeper_->control, message_kind::standby_ready) != 0) return 1;
+    if (!wait_for_go()) return 0;
+    if (injected_takeover_failure()) {
+      report_.failure("injected takeover failure");
+      return 1;
+    }
+  }
+  if (!connect()) return 1;
   std::unique_ptr<stop_signals> signals;
   if (keeper_) {
-    watch_the_keeper();
     if (keeper_->failed_mode) {
       state_->failed.store(1);
       failover::take_failed_swap_off(opts_.mountpoint + "/" + opts_.name);

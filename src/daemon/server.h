@@ -26,6 +26,9 @@ struct keeper_context {
   pid_t keeper_pid = 0;
   // A takeover: the connection, the state and the memory exist already.
   bool takeover = false;
+  // A standby: a takeover prepared ahead, which waits for the keeper's
+  // word (the serving server's death) before it touches the state.
+  bool standby = false;
   uint64_t takeover_number = 0;  // 1 for the first server after the first
   int fuse_fd = -1;
   failover::state_region *region = nullptr;

@@ -2,7 +2,9 @@
 // SOCK_SEQPACKET socket pair, one message a packet, file descriptors passed
 // with SCM_RIGHTS.  The server sends the keeper every descriptor that must
 // outlive it (the /dev/fuse connection, the state and data memfds, each
-// chunk of VRAM) before it relies on it, and says when it serves.
+// chunk of VRAM) before it relies on it, and says when it serves.  Each
+// server has its own channel; the keeper forwards to a standby server the
+// VRAM chunks the serving one takes and gives back, and says when to go.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +21,8 @@ enum class message_kind : uint32_t {
   vram_released = 5,  // chunk `index` was given back: close its fd
   ready = 6,          // the server serves; text: its warnings, one a line
   failure = 7,        // the server cannot start; text: why
+  standby_ready = 8,  // a standby server waits, ready to take over
+  go = 9,             // to a standby: the serving server died; take over
 };
 
 struct message {

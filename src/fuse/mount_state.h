@@ -26,13 +26,26 @@ struct connection_terms {
   bool io_uring = false;
 };
 
+// Whether a standby server waits to take over (-o failover,standby).
+enum class standby_state : uint32_t { off = 0, starting = 1, ready = 2, unavailable = 3 };
+
 struct mount_state {
   mount_state();
 
   stats counters;
-  // Opens of the data file not yet released: while non-zero (a loop device
-  // holds it), the daemon refuses to stop.
-  std::atomic<uint64_t> data_opens{0};
+  // The open handles of the data file not yet released, one slot each
+  // holding the OPEN request's id (0: free): while any is held (a loop
+  // device holds one), the daemon refuses to stop.  A slot per handle, not
+  // a count, so that an OPEN or RELEASE that a dead server had applied
+  // but not answered, and that the kernel sends again, is not counted
+  // twice.
+  static constexpr unsigned max_data_handles = 512;
+  std::atomic<uint64_t> data_handles[max_data_handles];
+  // OPEN of the data file: the handle for request `id` (the same one again
+  // for a resent request); 0 when every slot is taken.
+  uint64_t open_data(uint64_t id);
+  void release_data(uint64_t handle);
+  uint64_t data_opens() const;
   // Set once INIT is answered; terms is written before it.
   std::atomic<uint32_t> initialized{0};
   connection_terms terms;
@@ -45,6 +58,11 @@ struct mount_state {
   std::atomic<int32_t> keeper_pid{0};
   std::atomic<uint32_t> keeper_alive{0};
   std::atomic<uint32_t> failed{0};  // no server could be restarted
+  std::atomic<standby_state> standby{standby_state::off};
+  // CLOCK_MONOTONIC µs of the last server's death (the keeper's), and how
+  // long until its successor answered a request.
+  std::atomic<uint64_t> last_death_us{0};
+  std::atomic<uint64_t> last_pause_us{0};
 };
 
 static_assert(std::atomic<uint64_t>::is_always_lock_free);

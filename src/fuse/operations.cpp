@@ -117,6 +117,13 @@ answer do_init(filesystem &fs, const request &req, std::span<std::byte> out) {
     }
     want |= init_ext | init_over_io_uring;
   }
+  // Failover asks the kernel to send again what a dead server had read but
+  // not answered; without that, a takeover would strand those requests.
+  if (fs.wish.failover && !(offered & init_has_resend)) {
+    fs.init_refusal = "failover needs FUSE_NOTIFY_RESEND, which this kernel does not offer "
+                      "(Linux 6.9 or later); mount without -o failover";
+    return error(EPROTO);
+  }
   // Never writeback_cache: the kernel's page cache would hold a second
   // copy of every swapped page and charge it to whoever faults.
   uint64_t granted = want & offered;
@@ -194,7 +201,11 @@ answer do_open(filesystem &fs, const request &req, std::span<std::byte> out) {
   open_out o{};
   switch (req.header.nodeid) {
     case data_ino:
-      fs.state.data_opens.fetch_add(1);
+      // The handle is the request's own id, kept in the shared state
+      // before the answer: the same OPEN sent again after a takeover finds
+      // it there and counts once.
+      o.fh = fs.state.open_data(req.header.unique & ~unique_resend);
+      if (!o.fh) return error(ENFILE);
       // Without parallel direct writes the kernel serializes every write
       // to the file (every swap-out) on the inode lock.
       o.open_flags = fopen_direct_io | fopen_parallel_direct_writes;
@@ -216,7 +227,7 @@ answer do_open(filesystem &fs, const request &req, std::span<std::byte> out) {
 answer do_release(filesystem &fs, const request &req) {
   auto in = req.argument_as<release_in>();
   if (req.header.nodeid == data_ino) {
-    fs.state.data_opens.fetch_sub(1);
+    fs.state.release_data(in.fh);  // a second RELEASE of it finds nothing
   } else if (req.header.nodeid == stats_ino) {
     std::lock_guard lock(fs.stats_texts_mutex);
     fs.stats_texts.erase(in.fh);
@@ -451,7 +462,15 @@ filesystem::filesystem(block_store &s, extent_map &e, page_cache &c, mount_state
       owner_uid(getuid()),
       owner_gid(getgid()) {}
 
+static void note_first_answer(filesystem &fs) {
+  if (!fs.first_answer_pending.exchange(false)) return;
+  uint64_t death = fs.state.last_death_us.load();
+  uint64_t now = monotonic_ns() / 1000;
+  if (death && now > death) fs.state.last_pause_us.store(now - death);
+}
+
 answer dispatch(filesystem &fs, store_channel &ch, const request &req, std::span<std::byte> out) {
+  if (fs.first_answer_pending.load(std::memory_order_relaxed)) note_first_answer(fs);
   // Every request is answered, and no C++ exception crosses into the
   // transport loop.
   try {

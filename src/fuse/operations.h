@@ -35,6 +35,7 @@ constexpr size_t max_request_bytes = 1 << 20;
 // What the daemon asks of the connection in its INIT reply.
 struct connection_wish {
   bool io_uring = false;
+  bool failover = false;  // the kernel must offer FUSE_NOTIFY_RESEND
 };
 
 struct filesystem {
@@ -53,6 +54,9 @@ struct filesystem {
 
   // Why INIT was refused, for the startup report ("" when it was not).
   std::string init_refusal;
+  // A server that took over sets this: its first answer records, in the
+  // shared state, how long the mount went unanswered since the death.
+  std::atomic<bool> first_answer_pending{false};
   // Guards the data file's times in state, which utimes may change.
   std::mutex attr_mutex;
 

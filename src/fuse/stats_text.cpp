@@ -27,6 +27,16 @@ uint64_t data_bytes(const filesystem &fs) {
   return std::min(data, fs.store.size());  // the last block may be partial
 }
 
+text standby_text(const mount_state &m) {
+  switch (m.standby.load()) {
+    case standby_state::off: return "off";
+    case standby_state::starting: return "starting";
+    case standby_state::ready: return "ready";
+    case standby_state::unavailable: break;
+  }
+  return "unavailable";
+}
+
 const stats_key keys[] = {
     // Who serves the mount: vramswap and the tests find the daemon here.
     {"pid", "pid", "the serving process",
@@ -54,7 +64,7 @@ const stats_key keys[] = {
     {"dirty_bytes", "bytes", "cache lines with data not yet written back",
      [](const filesystem &fs) { return number(fs.cache.dirty_lines() * fs.cache.block_size()); }},
     {"open_count", "count", "opens of the data file not yet released (a loop device holds one)",
-     [](const filesystem &fs) { return number(fs.state.data_opens.load()); }},
+     [](const filesystem &fs) { return number(fs.state.data_opens()); }},
     {"reads", "count", "READ requests answered", total<&stats::shard::reads>},
     {"writes", "count", "WRITE requests answered", total<&stats::shard::writes>},
     {"read_bytes", "bytes", "bytes read", total<&stats::shard::read_bytes>},
@@ -73,6 +83,15 @@ const stats_key keys[] = {
     {"copy_waits", "count", "waits for store copies", total<&stats::shard::copy_waits>},
     {"copy_wait_ns", "ns", "time spent waiting for store copies",
      total<&stats::shard::copy_wait_ns>},
+    {"copy_path", "text",
+     "how copies travel: engine (a GPU kernel for small ones, DMA for the rest), dma, memcpy",
+     [](const filesystem &fs) { return fs.store.copy_path(); }},
+    {"engine_copies", "count", "copies done by the GPU copy engine, since this server started",
+     [](const filesystem &fs) { return number(fs.store.copies().engine); }},
+    {"dma_copies", "count", "copies done by the DMA engines, since this server started",
+     [](const filesystem &fs) { return number(fs.store.copies().dma); }},
+    {"engine_launches", "count", "launches of the copy engine (it parks when idle)",
+     [](const filesystem &fs) { return number(fs.store.copies().launches); }},
     {"memory_locked", "flag", "the daemon's memory is locked (mlockall)",
      [](const filesystem &fs) { return number(fs.counters.memory_locked); }},
     {"io_flusher", "flag", "the daemon's threads carry PR_SET_IO_FLUSHER",
@@ -91,6 +110,13 @@ const stats_key keys[] = {
      [](const filesystem &fs) { return number(fs.state.restarts.load()); }},
     {"last_takeover_ms", "ms", "from the last server's death to its successor serving",
      [](const filesystem &fs) { return number(fs.state.last_takeover_us.load() / 1000); }},
+    {"last_takeover_us", "us", "the same, in microseconds",
+     [](const filesystem &fs) { return number(fs.state.last_takeover_us.load()); }},
+    {"last_pause_ms", "ms", "from the last server's death to its successor's first answer",
+     [](const filesystem &fs) { return number(fs.state.last_pause_us.load() / 1000); }},
+    {"standby", "text",
+     "off, starting, ready (a second server waits to take over at once), or unavailable",
+     [](const filesystem &fs) { return standby_text(fs.state); }},
     {"state", "text", "serving, or failed (no server could take over: every request fails)",
      [](const filesystem &fs) { return text(fs.state.failed.load() ? "failed" : "serving"); }},
 };

@@ -80,6 +80,16 @@ class block_store {
   // guarantees that no block in it holds data.  Reserved mode: no-op.
   virtual void release(uint64_t offset, uint64_t len) = 0;
 
+  // A standby server (-o failover) follows the memory its predecessor
+  // takes and gives back: chunk `index` of VRAM, shared as descriptor fd
+  // (which stays the caller's), is mapped here too; forget_chunk() unmaps
+  // it again without telling the keeper, which already knows.
+  virtual int adopt_chunk(uint64_t /*index*/, int /*fd*/) { return 0; }
+  virtual void forget_chunk(uint64_t /*index*/) {}
+  // Whether the device admits one process at a time (a GPU in exclusive-
+  // process compute mode): then no standby server can wait beside this one.
+  virtual bool single_process() const { return false; }
+
   // Host memory for cache lines and request buffers: page-aligned, locked,
   // and pinned for DMA where the backend copies with DMA.  Never returns
   // nullptr; throws std::bad_alloc.

@@ -229,6 +229,10 @@ class cuda_store final : public block_store {
   void free_host(void *ptr, size_t bytes) override;
   int pin_host(void *ptr, size_t bytes) override;
   void unpin_host(void *ptr) override;
+  int adopt_chunk(uint64_t index, int fd) override;
+  void forget_chunk(uint64_t index) override;
+  bool single_process() const override { return single_process_; }
+  void set_single_process(bool v) { single_process_ = v; }
 
  private:
   // What chunk_size() reports in reserved mode, where nothing is chunked:
@@ -265,6 +269,7 @@ class cuda_store final : public block_store {
   std::atomic<bool> context_dead_{false};
   pinned_ranges pinned_;
   std::string copy_path_ = "dma";
+  bool single_process_ = false;
   channel_registry channels_;
 #ifdef HAVE_COPY_ENGINE
   std::unique_ptr<copy_engine> engine_;
@@ -572,6 +577,17 @@ int cuda_store::ensure_backed(uint64_t offset, uint64_t len) {
   return check(as_runtime_error(res), "mapping a lazy chunk");
 }
 
+int cuda_store::adopt_chunk(uint64_t index, int fd) {
+  if (!vmm_ || device_lost_) return -EIO;
+  if (int err = bind_thread()) return err;
+  return check(as_runtime_error(vmm_->import_chunk(index, fd)), "taking a VRAM chunk over");
+}
+
+void cuda_store::forget_chunk(uint64_t index) {
+  if (!vmm_ || device_lost_ || bind_thread()) return;
+  check(as_runtime_error(vmm_->forget_chunk(index)), "letting a VRAM chunk go");
+}
+
 void cuda_store::release(uint64_t offset, uint64_t len) {
   if (!vmm_ || device_lost_ || offset >= size()) return;
   if (bind_thread()) return;
@@ -748,6 +764,13 @@ std::unique_ptr<block_store> create_cuda_store(const options &opts, std::string 
     return nullptr;
   }
   store->start_engine_if_usable(opts);
+  // One context at a time on this GPU: a second server (a standby) could
+  // not start beside this one.
+  int mode = cudaComputeModeDefault;
+  if (cudaDeviceGetAttribute(&mode, cudaDevAttrComputeMode, device) == cudaSuccess)
+    store->set_single_process(mode == cudaComputeModeExclusiveProcess ||
+                              mode == cudaComputeModeProhibited);
+  cudaGetLastError();
   return store;
 }
 

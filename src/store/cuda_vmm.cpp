@@ -176,7 +176,12 @@ CUresult cuda_vmm::map_handle(uint64_t index, CUmemGenericAllocationHandle handl
   return CUDA_SUCCESS;
 }
 
-CUresult cuda_vmm::unmap_chunk(uint64_t index) {
+CUresult cuda_vmm::forget_chunk(uint64_t index) {
+  std::lock_guard lock(mutex_);
+  return chunk_mapped(index) ? unmap_chunk(index, false) : CUDA_SUCCESS;
+}
+
+CUresult cuda_vmm::unmap_chunk(uint64_t index, bool tell_keeper) {
   CUresult res = driver_.unmap(base_ + index * granularity_, granularity_);
   // A range that cannot be unmapped keeps its memory: releasing the handle
   // would not free it anyway, and the chunk stays usable.
@@ -186,7 +191,7 @@ CUresult cuda_vmm::unmap_chunk(uint64_t index) {
   held_.fetch_sub(granularity_, std::memory_order_relaxed);
   // The keeper's descriptor is the last reference: the memory is freed
   // once it closes it.
-  if (share_.drop) share_.drop(index);
+  if (share_.drop && tell_keeper) share_.drop(index);
   return res;
 }
 

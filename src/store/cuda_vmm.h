@@ -79,6 +79,9 @@ class cuda_vmm {
   // Maps chunk `index` from a descriptor another process shared (a server
   // that died); the descriptor stays the caller's.
   CUresult import_chunk(uint64_t index, int fd);
+  // Unmaps chunk `index` without telling the keeper (a standby following
+  // what its predecessor gave back).
+  CUresult forget_chunk(uint64_t index);
   // After the device is lost: the destructor leaves the driver alone.
   void abandon() { abandoned_ = true; }
 
@@ -86,7 +89,7 @@ class cuda_vmm {
   cuda_vmm(int device, uint64_t granularity, uint64_t bytes);
   CUresult map_chunk(uint64_t index);
   CUresult map_handle(uint64_t index, CUmemGenericAllocationHandle handle);
-  CUresult unmap_chunk(uint64_t index);
+  CUresult unmap_chunk(uint64_t index, bool tell_keeper = true);
 
   cuda_driver_api driver_;
   vmm_sharing share_;
