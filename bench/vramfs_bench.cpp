@@ -4,7 +4,7 @@
 //   vramfs-bench fill PATH BS                        write all of PATH once
 //   vramfs-bench seq PATH read|write BS STREAMS SECONDS
 //   vramfs-bench rand PATH read|write BS QD SECONDS [aio|threads]
-//   vramfs-bench swap MIB SECONDS SEED [THREADS]
+//   vramfs-bench swap MIB SECONDS SEED [THREADS [PHASE_FILE]]
 //
 // Each command prints one line: its name, then key=value pairs, every value
 // measured here.  bench/run collects them and computes medians.  Errors go
@@ -432,6 +432,18 @@ struct vmstat {
   }
 };
 
+// Replaces PATH's contents with PHASE and a newline.  A reader sees the old
+// name or the new one, never an empty file: the new text goes to a
+// temporary file that rename() puts in place.
+void write_phase(const char *path, const char *phase) {
+  std::string tmp = std::string(path) + ".new", text = std::string(phase) + "\n";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) die("%s: %s", tmp.c_str(), strerror(errno));
+  bool ok = write(fd, text.data(), text.size()) == ssize_t(text.size());
+  if (close(fd) != 0 || !ok || rename(tmp.c_str(), path) != 0)
+    die("%s: %s", path, strerror(errno));
+}
+
 long major_faults() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
@@ -444,12 +456,19 @@ long major_faults() {
 // the limit make nearly every touch a swap-in and, soon after, a swap-out.
 // THREADS threads (default 1) each own every THREADS-th page, so no two
 // touch the same page and each page's version has one writer; the rate is
-// their sum, as many processes faulting at once would see it.
+// their sum, as many processes faulting at once would see it.  PHASE_FILE,
+// if given, is rewritten with the phase's name (fill, touch, check) as each
+// begins, so that a watcher (bench/run's GPU sampler) can measure the
+// machine inside the touch phase without guessing how long the fill takes.
 int cmd_swap(int argc, char **argv) {
-  if (argc != 3 && argc != 4) die("usage: swap MIB SECONDS SEED [THREADS]");
+  if (argc < 3 || argc > 5) die("usage: swap MIB SECONDS SEED [THREADS [PHASE_FILE]]");
   uint64_t bytes = number(argv[0]) << 20, seed = number(argv[2]);
   double duration = double(number(argv[1]));
-  unsigned nthreads = argc == 4 ? unsigned(number(argv[3])) : 1;
+  unsigned nthreads = argc >= 4 ? unsigned(number(argv[3])) : 1;
+  const char *phase_file = argc == 5 ? argv[4] : nullptr;
+  auto announce = [phase_file](const char *phase) {
+    if (phase_file) write_phase(phase_file, phase);
+  };
   uint64_t pages = bytes / page_size;
   if (!pages) die("at least 1 MiB");
   if (nthreads < 1 || nthreads > 1024 || nthreads > pages) die("THREADS must be 1 to 1024");
@@ -471,6 +490,7 @@ int cmd_swap(int argc, char **argv) {
     for (auto &th : threads) th.join();
   };
 
+  announce("fill");
   vmstat vm0 = vmstat::read();
   auto t0 = clock_type::now();
   on_threads([&](unsigned t, uint8_t *) {
@@ -481,6 +501,7 @@ int cmd_swap(int argc, char **argv) {
   vmstat vm1 = vmstat::read();
   long majflt0 = major_faults();
   std::atomic<uint64_t> touches{0};
+  announce("touch");
   auto t1 = clock_type::now();
   uint64_t deadline = now_ns() + uint64_t(duration * 1e9);
   on_threads([&](unsigned t, uint8_t *want) {
@@ -500,6 +521,7 @@ int cmd_swap(int argc, char **argv) {
   long majflt = major_faults() - majflt0;
   vmstat vm2 = vmstat::read();
 
+  announce("check");
   auto t2 = clock_type::now();
   on_threads([&](unsigned t, uint8_t *want) {
     for (uint64_t p = t; p < pages; p += nthreads)
