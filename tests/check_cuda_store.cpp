@@ -461,13 +461,13 @@ START_TEST(engine_matches_dma) {
   copy_counts c = s->copies();
   printf("engine_matches_dma: %llu copies by the engine, %llu by DMA, %llu launch(es)\n",
          (unsigned long long)c.engine, (unsigned long long)c.dma, (unsigned long long)c.launches);
-  ck_assert_uint_gt(c.engine, 1000);
+  ck_assert_uint_gt(c.engine, 500);
   ck_assert_uint_gt(c.dma, 0);
 }
 END_TEST
 
 // Latency of one copy plus its wait, engine against DMA, by size and
-// direction: what sets copy_engine_max_bytes.
+// direction: what sets copy_engine_max_from_vram and _to_vram.
 START_TEST(engine_and_dma_latency) {
   auto engine = must_make_store("size=64M");
   auto dma = must_make_store("size=64M,copy_engine=off");
@@ -480,7 +480,7 @@ START_TEST(engine_and_dma_latency) {
       double us[2];
       for (int dir = 0; dir < 2; ++dir) {
         std::vector<double> t;
-        for (int i = 0; i < 2000; ++i) {
+        for (int i = 0; i < 1000; ++i) {
           uint64_t off = uint64_t(i % 32) * (1 << 20);
           auto t0 = std::chrono::steady_clock::now();
           int err = dir ? copy_out(*st, *ch, off, buf.data, size) : copy_in(*st, *ch, off, buf.data, size);

@@ -235,3 +235,27 @@ all_verified() {
 unlimit_cgroup() {
   if [ -f "$1/memory.max" ]; then echo max >"$1/memory.max"; else echo -1 >"$1/memory.limit_in_bytes"; fi
 }
+
+# wait_for SECONDS COMMAND...: until COMMAND succeeds (run again each time:
+# pass a function, not an expanded test), or fails after SECONDS.
+wait_for() {
+  local limit=$(($1 * 20)) i
+  shift
+  for ((i = 0; i < limit; i++)); do "$@" && return 0; sleep 0.05; done
+  return 1
+}
+
+# children PID: the processes whose parent is PID.
+children() { ps -o pid= --ppid "$1" | tr -d ' '; }
+
+# kernel_log: the kernel log, a line a record, from dmesg or, where
+# dmesg_restrict forbids that, /dev/kmsg; fails where neither can be read.
+kernel_log() {
+  dmesg 2>/dev/null && return 0
+  [ -r /dev/kmsg ] || return 1
+  dd if=/dev/kmsg iflag=nonblock bs=8192 2>/dev/null | cut -d';' -f2-
+  return 0
+}
+
+# unchecked WHAT: says loudly that a check could not be made here.
+unchecked() { echo "NOT CHECKED: $*" | tee /dev/stderr; }

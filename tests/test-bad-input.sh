@@ -68,6 +68,11 @@ if [ -e "$uring_param" ] && "$VRAMFS" --version | grep -q 'transports:.*uring'; 
   expect_refusal "transport=uring: FUSE over io_uring is off ($uring_param is N) and cannot be turned on: Read-only file system" \
     "$mnt" -o "$host,size=64M,transport=uring"
   umount "$uring_param"
+  # Rings that would lock more than a machine can spare: one clear line,
+  # not gigabytes of pinned memory (8 threads x 128 entries of 1 MiB on
+  # every possible CPU is over a GiB even with one CPU).
+  expect_refusal "more than 1024 MiB: lower queue_depth= or queue_threads=, or use transport=dev" \
+    "$mnt" -o "$host,size=64M,transport=uring,queue_depth=128,queue_threads=8"
 else
   echo "not checked: transport=uring with enable_uring unsettable (this kernel or build has no FUSE over io_uring)"
 fi
@@ -124,6 +129,12 @@ if command -v setpriv >/dev/null && [ "$(ulimit -H -l)" != unlimited ]; then
   else
     grep -q "memlock limit" <<<"$err" || fail "the refusal does not name the memlock limit: $err"
     echo "ok: $err"
+    # A size under the limit can still fail: vramfs's own code is locked
+    # first.  The refusal must say so, not only name the size.
+    err=$(setpriv --reuid=nobody --regid=nogroup --clear-groups -- \
+      "$VRAMFS" "$dir/user" -o "$host,size=1M,cache=512K" 2>&1) && fail "a 1M mount under a small memlock limit mounted"
+    grep -q "locked already by vramfs itself" <<<"$err" ||
+      fail "the refusal of a small mount does not say what is locked already: $err"
   fi
 else
   echo "note: no setpriv, or no memlock limit here: not checked"

@@ -16,6 +16,12 @@
 //                                  engine fails, as on a GPU it cannot run on
 //   VRAMFS_INJECT_FAULT=kernel_timeout:1 the GPU is taken to have a kernel
 //                                  run-time limit (a display watchdog)
+//   VRAMFS_INJECT_FAULT=takeover_crash:N with -o failover, every server that
+//                                  took over from a dead one aborts at its
+//                                  Nth READ or WRITE (a crash loop on the
+//                                  requests the kernel resends)
+//   VRAMFS_INJECT_FAULT=single_process:1 the GPU is taken to admit one
+//                                  process at a time (no standby server)
 //   VRAMFS_INJECT_FAULT=takeover:N with -o failover, the Nth server started
 //                                  to take over from a dead one, and every
 //                                  one after it, fails to start
@@ -50,6 +56,8 @@ class fault_injection {
   static bool device_read_fails() { return hit(fuse_read_at_, fuse_read_count_); }
   static bool engine_launch_fails() { return hit(engine_launch_at_, engine_launch_count_); }
   static bool gpu_has_kernel_timeout() { return kernel_timeout_; }
+  static uint64_t takeover_crash_at() { return takeover_crash_at_; }
+  static bool device_single_process() { return single_process_; }
   static uint64_t start_delay_ms() { return slow_start_ms_; }
   // Servers are separate processes: the keeper counts the takeovers.
   static bool takeover_fails(uint64_t takeover) { return takeover_at_ && takeover >= takeover_at_; }
@@ -60,8 +68,8 @@ class fault_injection {
   }
   static inline uint64_t copy_at_ = 0, alloc_at_ = 0, sticky_at_ = 0, stall_at_ = 0,
                          takeover_at_ = 0, fuse_read_at_ = 0, slow_start_ms_ = 0,
-                         engine_launch_at_ = 0;
-  static inline bool kernel_timeout_ = false;
+                         engine_launch_at_ = 0, takeover_crash_at_ = 0;
+  static inline bool kernel_timeout_ = false, single_process_ = false;
   static inline std::atomic<uint64_t> copy_count_{0}, alloc_count_{0}, sticky_count_{0},
       stall_count_{0}, fuse_read_count_{0}, engine_launch_count_{0};
 };

@@ -75,6 +75,9 @@ std::optional<std::string> wait_until_usable(fuse::transport &t, const fuse::fil
                                      : fs.init_refusal;
     case fuse::init_latch::state::accepted: break;
   }
+  // Before any request through the mount: over io_uring, one would wait
+  // for ever on rings the kernel refused.
+  if (auto err = t.wait_ready(10000)) return err;
   std::string path = opts.mountpoint + "/" + opts.name;
   struct stat st;
   if (stat(path.c_str(), &st) != 0) return path + " is not usable: " + strerror(errno);
@@ -293,6 +296,7 @@ bool server::take_over() {
   if (int err = fuse::send_notify_resend(fuse_fd_))
     return fail(std::string("cannot ask the kernel to resend requests: ") + strerror(-err));
   fs_->first_answer_pending.store(true);
+  if (!keeper_->failed_mode) fs_->crash_countdown.store(fault_injection::takeover_crash_at());
   transport_->start(fuse_fd_);
   return true;
 }
@@ -397,7 +401,8 @@ int server::run() {
     return 1;
   }
   if (!open_store() || !lay_out_state()) return 1;
-  if (keeper_ && !keeper_->takeover && opts_.standby && store_->single_process()) {
+  if (keeper_ && !keeper_->takeover && opts_.standby &&
+      (store_->single_process() || fault_injection::device_single_process())) {
     // Known before the keeper starts a standby, which could not get a
     // context of its own.
     state_->standby.store(standby_state::unavailable);

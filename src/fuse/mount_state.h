@@ -59,6 +59,8 @@ struct mount_state {
   std::atomic<uint32_t> keeper_alive{0};
   std::atomic<uint32_t> failed{0};  // no server could be restarted
   std::atomic<standby_state> standby{standby_state::off};
+  // transport=uring: ring entries the kernel refused to register.
+  std::atomic<uint64_t> uring_refused{0};
   // CLOCK_MONOTONIC µs of the last server's death (the keeper's), and how
   // long until its successor answered a request.
   std::atomic<uint64_t> last_death_us{0};

@@ -27,7 +27,9 @@ namespace {
 // defaults (12 and 9) would hold all but a dozen back.
 constexpr uint16_t max_background = 1024;
 constexpr uint16_t congestion_threshold = 768;
-constexpr uint32_t max_pages = max_request_bytes / 4096;
+// In pages of this machine: the kernel sizes io_uring payloads as
+// max_pages pages, which must fit the 1 MiB buffers (64 KiB pages too).
+const uint32_t max_pages = uint32_t(max_request_bytes / uint64_t(sysconf(_SC_PAGESIZE)));
 // The attributes only change through this daemon.
 constexpr uint64_t attr_valid_seconds = 1;
 
@@ -462,6 +464,15 @@ filesystem::filesystem(block_store &s, extent_map &e, page_cache &c, mount_state
       owner_uid(getuid()),
       owner_gid(getgid()) {}
 
+// A test's crash loop: this server dies on the request it is told to.
+static void count_down_to_crash(filesystem &fs, const request &req) {
+  if (req.header.opcode != op_read && req.header.opcode != op_write) return;
+  if (fs.crash_countdown.fetch_sub(1) == 1) {
+    log_err("injected crash on request %llu", (unsigned long long)req.header.unique);
+    abort();
+  }
+}
+
 static void note_first_answer(filesystem &fs) {
   if (!fs.first_answer_pending.exchange(false)) return;
   uint64_t death = fs.state.last_death_us.load();
@@ -471,6 +482,7 @@ static void note_first_answer(filesystem &fs) {
 
 answer dispatch(filesystem &fs, store_channel &ch, const request &req, std::span<std::byte> out) {
   if (fs.first_answer_pending.load(std::memory_order_relaxed)) note_first_answer(fs);
+  if (fs.crash_countdown.load(std::memory_order_relaxed)) count_down_to_crash(fs, req);
   // Every request is answered, and no C++ exception crosses into the
   // transport loop.
   try {

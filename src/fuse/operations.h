@@ -57,6 +57,9 @@ struct filesystem {
   // A server that took over sets this: its first answer records, in the
   // shared state, how long the mount went unanswered since the death.
   std::atomic<bool> first_answer_pending{false};
+  // A test's crash loop (fault_injection::takeover_crash_at): the data
+  // requests left before this server aborts; 0: never.
+  std::atomic<uint64_t> crash_countdown{0};
   // Guards the data file's times in state, which utimes may change.
   std::mutex attr_mutex;
 

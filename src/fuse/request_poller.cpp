@@ -22,6 +22,9 @@ ssize_t read_request(int fd, std::span<std::byte> buf) {
   return n < 0 ? -errno : n;
 }
 
+// Whether this thread is serving a request it took (between two next()).
+thread_local bool serving = false;
+
 }  // namespace
 
 int request_poller::attach(int fd) {
@@ -36,55 +39,62 @@ int request_poller::attach(int fd) {
 
 ssize_t request_poller::next(int fd, std::span<std::byte> buf) {
   if (!busy_poll_ns_) return read_request(fd, buf);
+  if (serving) {
+    serving = false;
+    busy_.fetch_sub(1);
+  }
+  ssize_t n;
   for (;;) {
-    // Whatever is queued is taken at once, by whoever is awake.
-    ssize_t n = read_request(fd, buf);
+    // Whatever is queued is taken at once, by whoever is awake.  Finding
+    // a request already waiting means load: one more thread is woken, as
+    // the kernel would, so that queued requests are served side by side.
+    n = read_request(fd, buf);
     if (n != -EAGAIN) {
-      if (n >= 0) last_request_ns_.store(now_ns(), std::memory_order_relaxed);
-      return n;
+      if (n >= 0) wake_a_follower();
+      break;
     }
-    if (!leader_.exchange(true, std::memory_order_acq_rel)) {
+    if (!leader_.exchange(true)) {
       n = lead(fd, buf);
-      leader_.store(false, std::memory_order_release);
-      // Someone polls while this thread serves; at the end of the
-      // connection everyone must see it.
+      leader_.store(false);
       if (n == -ENODEV) {
+        // The end of the connection: every thread must see it.
         wakeups_.fetch_add(1);
         wakeups_.notify_all();
-      } else {
+      } else if (n >= 0 && busy_.load()) {
+        // Others are serving too: someone must watch /dev/fuse while
+        // this thread serves.  A lone request needs no one.
         wake_a_follower();
       }
-      return n;
+      break;
     }
     follow();
   }
+  if (n >= 0) {
+    last_request_ns_.store(now_ns(), std::memory_order_relaxed);
+    serving = true;
+    busy_.fetch_add(1);
+  }
+  return n;
 }
 
 ssize_t request_poller::lead(int fd, std::span<std::byte> buf) {
   for (;;) {
     ssize_t n = read_request(fd, buf);
-    if (n != -EAGAIN) {
-      if (n >= 0) last_request_ns_.store(now_ns(), std::memory_order_relaxed);
-      return n;
-    }
-    // Requests came lately: the next is likely microseconds away, and
-    // polling answers it without a wake-up.
+    if (n != -EAGAIN) return n;
+    // A lone client whose last request came lately: its next one is
+    // likely microseconds away, and polling answers it without a wake-up.
     // Yielding between polls hands this CPU to anything runnable on it (a
-    // faulting process, a loop worker): polling uses only idle time.
-    if (now_ns() - last_request_ns_.load(std::memory_order_relaxed) < busy_poll_ns_) {
+    // faulting process, a loop worker).  Under load, when other threads
+    // serve, polling would only take CPU from them: sleep instead.
+    if (!busy_.load(std::memory_order_relaxed) &&
+        now_ns() - last_request_ns_.load(std::memory_order_relaxed) < busy_poll_ns_) {
       sched_yield();
       continue;
     }
-    // Quiet: sleep until the kernel has a request, or the connection ends.
+    // Sleep until the kernel has a request, or the connection ends.
     pollfd p{fd, POLLIN, 0};
     while (poll(&p, 1, -1) < 0 && errno == EINTR) {
     }
-    n = read_request(fd, buf);
-    if (n >= 0) {
-      last_request_ns_.store(now_ns(), std::memory_order_relaxed);
-      return n;
-    }
-    if (n != -EAGAIN) return n;  // another thread took it first: poll on
   }
 }
 

@@ -4,13 +4,14 @@
 //
 // A thread that finishes a request first tries to read the next one at
 // once (the descriptor is non-blocking): under load, requests are taken
-// without anyone sleeping.  When nothing is queued, one thread, the leader,
-// keeps polling /dev/fuse for busy_poll after the last request anywhere,
-// and then blocks in poll(2); the others sleep until the leader takes a
-// request and wakes one of them to lead in its place.  So a lone request
-// usually finds a thread already running (the kernel wakes no one), at most
-// one CPU polls per mount, and only while requests keep coming: with no
-// traffic every thread sleeps.
+// without anyone sleeping, and each one found waiting wakes one more
+// thread.  When nothing is queued, one thread, the leader, watches
+// /dev/fuse; the others sleep until they are woken.  The leader polls
+// only while no other thread serves (a lone client) and for busy_poll
+// after the last request; otherwise it blocks in poll(2).  So a lone
+// client's next request finds a thread already running (the kernel wakes
+// no one), at most one CPU polls per mount, never while others serve, and
+// with no traffic every thread sleeps.
 //
 // With busy_poll 0 the threads block in read(2) as before, and the kernel
 // wakes one per request.
@@ -45,6 +46,7 @@ class request_poller {
   // Followers sleep on this word (a futex through atomic wait).
   std::atomic<uint32_t> wakeups_{0};
   std::atomic<uint32_t> sleepers_{0};
+  std::atomic<uint32_t> busy_{0};  // threads serving a request now
 };
 
 }  // namespace vramfs::fuse

@@ -100,6 +100,8 @@ const stats_key keys[] = {
      [](const filesystem &fs) { return number(fs.counters.oom_protected); }},
     {"transport", "text", "dev (/dev/fuse) or uring (FUSE over io_uring)",
      [](const filesystem &fs) { return text(fs.state.terms.io_uring ? "uring" : "dev"); }},
+    {"uring_refused", "count", "transport=uring: ring entries the kernel refused to register",
+     [](const filesystem &fs) { return number(fs.state.uring_refused.load()); }},
     {"failover", "flag", "a keeper replaces a server that dies (-o failover)",
      [](const filesystem &fs) { return number(fs.state.keeper_pid.load() != 0); }},
     {"keeper_pid", "pid", "the keeper process (0 without failover)",

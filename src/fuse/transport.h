@@ -82,6 +82,9 @@ class transport {
   virtual void join() = 0;
   // A line for the log: threads, queues, depth.
   virtual std::string describe() const = 0;
+  // Once INIT is answered: whether requests can reach the threads, or why
+  // not (FUSE over io_uring, whose rings the kernel may refuse).
+  virtual std::optional<std::string> wait_ready(int /*timeout_ms*/) { return std::nullopt; }
   init_latch &initialized() { return initialized_; }
   // A server that takes a connection over gets no INIT: the first server
   // answered it.

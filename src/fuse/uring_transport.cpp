@@ -17,7 +17,10 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -103,6 +106,47 @@ struct ring_entry {
   bool registered = false;
 };
 
+// How the queues' registrations went.  The kernel answers a REGISTER only
+// when a request comes for it, but refuses a bad one at once; a CPU's
+// queue whose every entry was refused never becomes usable, and then no
+// request reaches any ring (the kernel waits for all of them): the mount
+// must fail, saying why, rather than hang.
+class registration_board {
+ public:
+  explicit registration_board(unsigned queues) : failed_(queues, 0), queues_(queues) {}
+  // A ring of queue qid has submitted its entries; `failed` of its
+  // `entries` were refused at once, the first with error `err`.
+  void report(unsigned qid, unsigned entries, unsigned failed, int err) {
+    std::lock_guard lock(mutex_);
+    failed_[qid] += failed;
+    entries_per_queue_ = entries;
+    if (failed && !first_error_) first_error_ = err;
+    ++reported_;
+    cv_.notify_all();
+  }
+  std::optional<std::string> wait(unsigned rings, unsigned rings_per_queue, int timeout_ms) {
+    std::unique_lock lock(mutex_);
+    if (!cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                      [&] { return reported_ >= rings; }))
+      return std::string("the FUSE io_uring queues did not register within ") +
+             std::to_string(timeout_ms / 1000) + " s";
+    for (unsigned q = 0; q < queues_; ++q)
+      if (failed_[q] >= entries_per_queue_ * rings_per_queue)
+        return "FUSE over io_uring cannot work here: the kernel refused every entry of queue " +
+               std::to_string(q) + " (" + strerror(first_error_) + "); use transport=dev";
+    return std::nullopt;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<unsigned> failed_;
+  unsigned queues_;
+  unsigned entries_per_queue_ = 0;
+  unsigned reported_ = 0;
+  int first_error_ = 0;
+};
+
 class uring_queue {
  public:
   uring_queue(block_store &store, unsigned qid, unsigned depth)
@@ -134,13 +178,16 @@ class uring_queue {
   uring_queue &operator=(const uring_queue &) = delete;
 
   // Runs on this queue's own thread until the connection ends.
-  void serve(filesystem &fs, int fd, init_latch &initialized);
+  void serve(filesystem &fs, int fd, init_latch &initialized, registration_board &board);
 
  private:
   static constexpr size_t header_room = 4096;
 
   io_uring_sqe *next_sqe(unsigned index, uint32_t cmd, int fd, uint64_t commit_id);
   void answer_entry(filesystem &fs, ring_entry &e, int fd, unsigned index);
+  // Handles what completed; returns how many entries ended, and counts in
+  // *refused those whose registration the kernel refused.
+  size_t complete(filesystem &fs, int fd, unsigned *refused, int *refusal);
 
   block_store &store_;
   const unsigned qid_;
@@ -199,7 +246,46 @@ void uring_queue::answer_entry(filesystem &fs, ring_entry &e, int fd, unsigned i
   next_sqe(index, uring_cmd_commit_and_fetch, fd, commit_id);
 }
 
-void uring_queue::serve(filesystem &fs, int fd, init_latch &initialized) {
+size_t uring_queue::complete(filesystem &fs, int fd, unsigned *refused, int *refusal) {
+  size_t ended = 0;
+  io_uring_cqe *cqe;
+  unsigned head, seen = 0;
+  io_uring_for_each_cqe(&ring_, head, cqe) {
+    ++seen;
+    auto index = unsigned(cqe->user_data);
+    ring_entry &e = entries_[index];
+    if (cqe->res == -EAGAIN && !e.registered) {
+      // INIT's reply is not processed yet: register again shortly.
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      io_uring_sqe *sqe = next_sqe(index, uring_cmd_register, fd, 0);
+      sqe->addr = reinterpret_cast<uint64_t>(e.iov);
+      sqe->len = 2;
+      continue;
+    }
+    if (cqe->res < 0) {
+      // ENOTCONN: the connection ended (unmount); anything else retires
+      // the entry too, since the kernel no longer holds it.
+      if (cqe->res != -ENOTCONN && cqe->res != -ECONNABORTED) {
+        log_err_limited("FUSE queue %u: entry %u %s: %s", qid_, index,
+                        e.registered ? "ended" : "was refused", strerror(-cqe->res));
+        if (!e.registered) {
+          ++*refused;
+          *refusal = -cqe->res;
+          fs.state.uring_refused.fetch_add(1);
+        }
+      }
+      ++ended;
+      continue;
+    }
+    e.registered = true;
+    answer_entry(fs, e, fd, index);
+  }
+  io_uring_cq_advance(&ring_, seen);
+  return ended;
+}
+
+void uring_queue::serve(filesystem &fs, int fd, init_latch &initialized,
+                        registration_board &board) {
   // The kernel copies requests and replies from the task that submitted
   // the entry, and queues a request on the ring of the CPU that issued it:
   // a thread on that CPU answers soonest.
@@ -211,13 +297,22 @@ void uring_queue::serve(filesystem &fs, int fd, init_latch &initialized) {
 
   // Entries are registered once INIT has been answered; a refused INIT or
   // an early unmount leaves nothing to serve.
-  if (!initialized.wait()) return;
+  if (!initialized.wait()) {
+    board.report(qid_, unsigned(entries_.size()), 0, 0);
+    return;
+  }
   for (unsigned i = 0; i < entries_.size(); ++i) {
     io_uring_sqe *sqe = next_sqe(i, uring_cmd_register, fd, 0);
     sqe->addr = reinterpret_cast<uint64_t>(entries_[i].iov);
     sqe->len = 2;
   }
-  size_t active = entries_.size();
+  // The kernel checks each REGISTER as it is submitted: a refusal is in
+  // the completion queue when the submit returns.
+  io_uring_submit(&ring_);
+  unsigned refused = 0;
+  int refusal = 0;
+  size_t active = entries_.size() - complete(fs, fd, &refused, &refusal);
+  board.report(qid_, unsigned(entries_.size()), refused, refusal);
   while (active) {
     int res = io_uring_submit_and_wait(&ring_, 1);
     if (res < 0 && res != -EINTR && res != -EAGAIN && res != -EBUSY) {
@@ -226,33 +321,7 @@ void uring_queue::serve(filesystem &fs, int fd, init_latch &initialized) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
       continue;
     }
-    io_uring_cqe *cqe;
-    unsigned head, seen = 0;
-    io_uring_for_each_cqe(&ring_, head, cqe) {
-      ++seen;
-      auto index = unsigned(cqe->user_data);
-      ring_entry &e = entries_[index];
-      if (cqe->res == -EAGAIN && !e.registered) {
-        // INIT's reply is not processed yet: register again shortly.
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        io_uring_sqe *sqe = next_sqe(index, uring_cmd_register, fd, 0);
-        sqe->addr = reinterpret_cast<uint64_t>(e.iov);
-        sqe->len = 2;
-        continue;
-      }
-      if (cqe->res < 0) {
-        // ENOTCONN: the connection ended (unmount); anything else retires
-        // the entry too, since the kernel no longer holds it.
-        if (cqe->res != -ENOTCONN && cqe->res != -ECONNABORTED)
-          log_err_limited("FUSE queue %u: entry %u ended: %s", qid_, index,
-                          strerror(-cqe->res));
-        --active;
-        continue;
-      }
-      e.registered = true;
-      answer_entry(fs, e, fd, index);
-    }
-    io_uring_cq_advance(&ring_, seen);
+    active -= complete(fs, fd, &refused, &refusal);
   }
 }
 
@@ -263,11 +332,23 @@ class uring_transport final : public transport {
         depth_(depth),
         threads_per_queue_(threads),
         device_worker_(store, std::max(min_read_buffer, max_request_bytes + 4096),
-                       max_request_bytes) {
+                       max_request_bytes),
+        board_(possible_cpus()) {
     // Several rings may register entries for one queue: the kernel hands a
     // request to whichever entry is free, so one slow request (a GPU copy)
     // holds up only its own thread.
     unsigned count = possible_cpus();
+    // Every entry holds a request's largest payload in locked, pinned
+    // memory, on every possible CPU: refuse what a large machine cannot
+    // spare rather than lock gigabytes.
+    uint64_t pinned = uint64_t(count) * threads * depth * (max_request_bytes + 4096);
+    if (pinned > max_ring_memory)
+      throw std::runtime_error(
+          "transport=uring would lock " + std::to_string(pinned >> 20) + " MiB for its rings (" +
+          std::to_string(count) + " CPU queues x " + std::to_string(threads) + " thread(s) x " +
+          std::to_string(depth) + " entries of 1 MiB), more than " +
+          std::to_string(max_ring_memory >> 20) +
+          " MiB: lower queue_depth= or queue_threads=, or use transport=dev");
     for (unsigned q = 0; q < count; ++q)
       for (unsigned t = 0; t < threads; ++t)
         queues_.push_back(std::make_unique<uring_queue>(store, q, depth));
@@ -282,13 +363,17 @@ class uring_transport final : public transport {
       initialized_.set(false);  // the connection ended before INIT
     });
     for (auto &q : queues_)
-      threads_.emplace_back([this, fd, &q] { q->serve(fs_, fd, initialized_); });
+      threads_.emplace_back([this, fd, &q] { q->serve(fs_, fd, initialized_, board_); });
   }
 
   void join() override {
     for (std::thread &t : threads_)
       if (t.joinable()) t.join();
     threads_.clear();
+  }
+
+  std::optional<std::string> wait_ready(int timeout_ms) override {
+    return board_.wait(unsigned(queues_.size()), threads_per_queue_, timeout_ms);
   }
 
   std::string describe() const override {
@@ -301,7 +386,9 @@ class uring_transport final : public transport {
   filesystem &fs_;
   unsigned depth_;
   unsigned threads_per_queue_;
+  static constexpr uint64_t max_ring_memory = uint64_t(1) << 30;
   worker_buffers device_worker_;  // INIT, FORGET, INTERRUPT on /dev/fuse
+  registration_board board_;
   std::vector<std::unique_ptr<uring_queue>> queues_;
   std::vector<std::thread> threads_;
 };

@@ -79,7 +79,9 @@ int copy_engine::take_slot() {
 bool copy_engine::add(int slot, void *dst, const void *src, size_t len) {
   slot_state &s = slots_[slot];
   if (s.pending == engine_abi::max_batch) return false;
-  engine_abi::copy_desc &d = area_->requests[slot].copies[s.pending++];
+  engine_abi::request &r = area_->requests[slot];
+  engine_abi::copy_desc &d = s.pending ? r.rest[s.pending - 1] : r.first;
+  ++s.pending;
   d.dst = reinterpret_cast<uint64_t>(dst);
   d.src = reinterpret_cast<uint64_t>(src);
   d.len = len;
@@ -111,21 +113,26 @@ bool copy_engine::relaunch() {
 int copy_engine::run(int slot, std::chrono::nanoseconds limit, bool stall_for_test) {
   slot_state &s = slots_[slot];
   if (!s.pending) return 0;
-  // A parked kernel is launched again; the batch goes to DMA when no
-  // kernel can serve it: a failed launch, or a slot taken after the launch
-  // (the kernel polls the slots that existed when it started).
-  if (disabled() || (parked() && !relaunch()) ||
-      unsigned(slot) >= launched_slots_.load(std::memory_order_acquire))
+  // No kernel that polls this slot: a failed launch, a parked kernel (it
+  // starts again for the next batch; this one does not wait for that), or
+  // a slot taken after the running kernel started.
+  if (disabled()) return -ENODEV;
+  if (parked()) {
+    relaunch();
     return -ENODEV;
-  area_->requests[slot].count = s.pending;
+  }
+  if (unsigned(slot) >= launched_slots_.load(std::memory_order_acquire)) return -ENODEV;
+  engine_abi::request &r = area_->requests[slot];
+  r.count = s.pending;
   uint64_t seq = ++s.seq;
-  // The batch's descriptors are in host memory before the doorbell is.
+  r.seq_again = seq;
+  // The batch is in host memory before the number that posts it.
   std::atomic_thread_fence(std::memory_order_release);
-  if (!stall_for_test) area_->doorbell[slot] = seq;
+  if (!stall_for_test) r.seq = seq;
   s.pending = 0;
   auto start = std::chrono::steady_clock::now();
   for (unsigned i = 1;; ++i) {
-    if (area_->done[slot] == seq) {
+    if (area_->done[slot].seq == seq) {
       std::atomic_thread_fence(std::memory_order_acquire);
       return 0;
     }
@@ -135,13 +142,14 @@ int copy_engine::run(int slot, std::chrono::nanoseconds limit, bool stall_for_te
     }
     auto waited = std::chrono::steady_clock::now() - start;
     if (waited > limit) return -ETIMEDOUT;
-    // The kernel may have parked between the ring and its last poll: a new
-    // launch serves what it left.  If none can start, no kernel runs, and
-    // the batch goes back to the caller whole.
+    // The kernel may have parked between the post and its last poll: a
+    // new launch serves what it left.  If none can start, no kernel runs,
+    // and the batch goes back to the caller whole.
     if (parked() && !relaunch()) {
-      area_->doorbell[slot] = area_->done[slot];
-      s.seq = area_->done[slot];
-      s.pending = area_->requests[slot].count;
+      s.seq = area_->done[slot].seq;
+      r.seq_again = s.seq;
+      r.seq = s.seq;
+      s.pending = unsigned(r.count);
       return -ENODEV;
     }
     // A copy takes microseconds; a long wait backs off to spare the CPU.

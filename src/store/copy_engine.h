@@ -47,16 +47,20 @@ class copy_engine {
   // memory at its host address.
   bool add(int slot, void *dst, const void *src, size_t len);
   unsigned pending(int slot) const { return slots_[slot].pending; }
-  // The copies of the pending batch, for a caller that copies them another
-  // way (run() answered -ENODEV); clear() drops them.
-  const engine_abi::copy_desc *batch(int slot) const { return area_->requests[slot].copies; }
+  // Copy i of the pending batch, for a caller that copies them another way
+  // (run() answered -ENODEV); clear() drops them.
+  const engine_abi::copy_desc &batch_copy(int slot, unsigned i) const {
+    const engine_abi::request &r = area_->requests[slot];
+    return i ? r.rest[i - 1] : r.first;
+  }
   void clear(int slot) { slots_[slot].pending = 0; }
 
-  // Rings the doorbell for the pending batch and waits until it is done:
-  // 0; -ETIMEDOUT when it is not done within `limit` (the GPU is stalled:
-  // its copies may still land later); -ENODEV when the engine cannot run
-  // (its launch failed): the batch is still pending, for the caller to
-  // copy with DMA.
+  // Posts the pending batch and waits until it is done: 0; -ETIMEDOUT
+  // when it is not done within `limit` (the GPU is stalled: its copies may
+  // still land later); -ENODEV when no running kernel can take it (its
+  // launch failed, or it was parked: it is launched again for the next
+  // batch, and this one, still pending, goes to DMA at once instead of
+  // waiting for the launch).
   int run(int slot, std::chrono::nanoseconds limit, bool stall_for_test = false);
 
   // Whether the engine is out of use for good (a launch failed).

@@ -1,15 +1,13 @@
 // The copy engine's GPU side: a resident kernel that serves small copies
-// between VRAM and pinned host memory, asked for through doorbells in host
+// between VRAM and pinned host memory, asked for through requests in host
 // memory (copy_engine_abi.h), so that a 4 KiB copy costs no driver call.
 //
-// Each block serves 8 slots: warp 8 polls their 8 doorbells with one read
-// over PCIe and hands a new batch to the slot's worker warp through shared
-// memory; worker warp w copies its slot's batch, fences so that the data is
-// visible to the host before the done word, and writes done.  When no
-// doorbell has moved for park_ns anywhere in the grid, every block leaves,
-// and the last one out writes the launch's epoch into parked_epoch: an idle
-// GPU runs nothing.  A batch posted to a worker is always finished before
-// its block leaves.
+// Each warp serves one slot: it polls the first line of its slot's
+// request, copies the batch, fences so that the data is visible to the
+// host before the done word, and writes done.  When no request has come
+// for park_ns anywhere in the grid, every warp leaves, and the last block
+// out writes the launch's epoch into parked_epoch: an idle GPU runs
+// nothing.  A batch a warp has seen is always finished before it leaves.
 #include "store/copy_engine_abi.h"
 
 #include <cuda_runtime.h>
@@ -56,96 +54,68 @@ __device__ void warp_copy(char *dst, const char *src, uint64_t len, unsigned lan
 __global__ void __launch_bounds__(threads_per_block)
     copy_engine_kernel(shared_area *area, grid_state *grid, unsigned slots, uint64_t epoch,
                        uint64_t park_ns) {
-  __shared__ volatile uint64_t posted[slots_per_block];
-  __shared__ volatile int quit;
   const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const unsigned base = blockIdx.x * slots_per_block;
-
-  if (threadIdx.x < slots_per_block) {
-    unsigned slot = base + threadIdx.x;
-    // What the host already had served: anything newer in the doorbell is
-    // pending, left by a launch that parked under it.
-    posted[threadIdx.x] = slot < slots ? area->done[slot] : 0;
-  }
-  if (threadIdx.x == 0) quit = 0;
-  __syncthreads();
-
-  if (warp == slots_per_block) {
-    // The polling warp.
-    unsigned slot = base + lane;
-    bool mine = lane < slots_per_block && slot < slots;
+  const unsigned slot = blockIdx.x * slots_per_block + warp;
+  const unsigned full = 0xffffffffu;
+  if (slot < slots) {
+    request &req = area->requests[slot];
+    // What the host already had served: a newer seq is pending, left by a
+    // launch that parked under it.
+    uint64_t seen = area->done[slot].seq;
     if (lane == 0) atomicMax(&grid->last_activity_ns, now_ns());
     for (;;) {
-      bool moved = false;
-      if (mine) {
-        uint64_t bell = area->doorbell[slot];
-        if (bell != posted[lane]) {
-          __threadfence_block();
-          posted[lane] = bell;
-          moved = true;
-        }
-      }
-      bool any = __any_sync(0xffffffffu, moved);
-      int leave = 0;
-      if (lane == 0) {
-        unsigned long long t = now_ns();
-        if (any) {
-          atomicMax(&grid->last_activity_ns, t);
-        } else if (area->stop || *(volatile unsigned *)&grid->parking) {
-          leave = 1;
-        } else if (t - *(volatile unsigned long long *)&grid->last_activity_ns > park_ns) {
-          // Idle everywhere: every block leaves, and a doorbell rung from
-          // now on waits for the next launch.
-          atomicExch(&grid->parking, 1u);
-          leave = 1;
-        }
-      }
-      if (__shfl_sync(0xffffffffu, leave, 0)) break;
-      __nanosleep(200);
-    }
-    if (lane == 0) {
-      __threadfence_block();  // what was posted is seen before quit
-      quit = 1;
-    }
-  } else {
-    // A worker warp: its slot's batches, in order.
-    unsigned slot = base + warp;
-    if (slot < slots) {
-      uint64_t seen = posted[warp];
-      for (;;) {
-        uint64_t want = posted[warp];
-        if (want == seen) {
-          if (quit) {
-            __threadfence_block();
-            if (posted[warp] == seen) break;  // nothing was posted before quit
-            continue;
-          }
-          __nanosleep(100);
-          continue;
-        }
-        __threadfence();  // the batch's descriptors after its doorbell
-        const request &req = area->requests[slot];
-        unsigned count = *(volatile uint32_t *)&req.count;
+      // The poll: one read of the request's first line, a word a lane.
+      uint64_t word = 0;
+      if (lane < 6) word = reinterpret_cast<volatile uint64_t *>(&req)[lane];
+      uint64_t seq = __shfl_sync(full, word, 0);
+      if (seq != seen) {
+        if (__shfl_sync(full, word, 5) != seq) continue;  // read half old, half new
+        if (lane == 0) atomicMax(&grid->last_activity_ns, now_ns());
+        unsigned count = unsigned(__shfl_sync(full, word, 1));
         if (count > max_batch) count = max_batch;
-        copy_desc mine{};
-        if (lane < count) {
-          const volatile copy_desc *d = &req.copies[lane];
-          mine.dst = d->dst;
-          mine.src = d->src;
-          mine.len = d->len;
-        }
-        for (unsigned c = 0; c < count; ++c) {
-          uint64_t dst = __shfl_sync(0xffffffffu, mine.dst, c);
-          uint64_t src = __shfl_sync(0xffffffffu, mine.src, c);
-          uint64_t len = __shfl_sync(0xffffffffu, mine.len, c);
-          warp_copy(reinterpret_cast<char *>(dst), reinterpret_cast<const char *>(src), len, lane);
+        uint64_t dst = __shfl_sync(full, word, 2), src = __shfl_sync(full, word, 3),
+                 len = __shfl_sync(full, word, 4);
+        if (count) warp_copy(reinterpret_cast<char *>(dst), reinterpret_cast<const char *>(src), len, lane);
+        if (count > 1) {
+          // The rest of the batch, a descriptor a lane, in one round trip.
+          copy_desc mine{};
+          if (lane + 1 < count) {
+            const volatile copy_desc *d = &req.rest[lane];
+            mine.dst = d->dst;
+            mine.src = d->src;
+            mine.len = d->len;
+          }
+          for (unsigned c = 1; c < count; ++c) {
+            dst = __shfl_sync(full, mine.dst, c - 1);
+            src = __shfl_sync(full, mine.src, c - 1);
+            len = __shfl_sync(full, mine.len, c - 1);
+            warp_copy(reinterpret_cast<char *>(dst), reinterpret_cast<const char *>(src), len, lane);
+          }
         }
         // Every lane's data reaches host memory and VRAM before done does.
         __threadfence_system();
         __syncwarp();
-        if (lane == 0) area->done[slot] = want;
-        seen = want;
+        if (lane == 0) area->done[slot].seq = seq;
+        seen = seq;
+        continue;
       }
+      int leave = 0;
+      if (lane == 0) {
+        // Times from different SMs may be out of order by a little: idle
+        // only counts once the clock is past the last activity.
+        unsigned long long t = now_ns();
+        unsigned long long last = *(volatile unsigned long long *)&grid->last_activity_ns;
+        if (*(volatile unsigned *)&grid->parking) {
+          leave = 1;
+        } else if (t > last && t - last > park_ns) {
+          atomicExch(&grid->parking, 1u);
+          leave = 1;
+        } else if (t > last && t - last > 1000000 && area->stop) {
+          leave = 1;  // teardown: no waiting for the park
+        }
+      }
+      if (__shfl_sync(full, leave, 0)) break;
+      __nanosleep(100);
     }
   }
   __syncthreads();

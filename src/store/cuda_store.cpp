@@ -146,6 +146,10 @@ cuda_channel &channel_of(store_channel &ch) { return static_cast<cuda_channel &>
 // parking sooner leaves the GPU idle between bursts of swap.
 constexpr std::chrono::milliseconds engine_park_after{50};
 
+// What a second process's CUDA context holds on the GPU: 525 MiB on the
+// H100 machine (docs/performance.md), with room for other cards.
+constexpr uint64_t standby_context_bytes = 640 * MiB;
+
 // Host memory the GPU may reach at its host address: what alloc_host() and
 // pin_host() gave out.  The copy engine takes only copies whose host side
 // lies in one of these ranges; anything else goes to DMA, which takes any
@@ -337,10 +341,9 @@ int cuda_store::check(cudaError_t err, const char *what, bool injected) {
 int cuda_store::fail_stalled(std::chrono::nanoseconds waited) {
   device_lost_ = true;
   if (!failed_.exchange(true))
-    log_err("GPU %s: copies did not finish within %lld s (copy_timeout): the GPU is stalled or "
+    log_err("GPU %s: copies did not finish within %.1f s (copy_timeout): the GPU is stalled or "
             "lost; every request now fails with EIO",
-            description_.c_str(),
-            (long long)std::chrono::duration_cast<std::chrono::seconds>(waited).count());
+            description_.c_str(), std::chrono::duration<double>(waited).count());
   return -EIO;
 }
 
@@ -438,7 +441,9 @@ int cuda_store::copy(store_channel &ch, char *to, const char *from, size_t len,
   // Small copies to or from memory the GPU reaches go to the engine's
   // batch; the kernel runs them when the channel waits.
   const char *host = kind == cudaMemcpyDeviceToHost ? to : from;
-  if (c.engine_slot >= 0 && len <= copy_engine_max_bytes && !engine_->disabled() &&
+  uint64_t engine_max =
+      kind == cudaMemcpyDeviceToHost ? copy_engine_max_from_vram : copy_engine_max_to_vram;
+  if (c.engine_slot >= 0 && len <= engine_max && !engine_->disabled() &&
       pinned_.contains(host, len) && engine_->add(c.engine_slot, to, from, len)) {
     queued = true;
   }
@@ -526,13 +531,14 @@ int cuda_store::run_engine_batch(cuda_channel &c, bool stalled) {
   int err = engine_->run(slot, copy_timeout(), stalled);
   if (!err) cuda_channel::count(c.engine_copies, batch);
   if (err != -ENODEV) return err;
-  // The engine cannot take it (a failed launch, or a slot the running
-  // kernel does not poll): the DMA engines copy the batch instead.
-  const engine_abi::copy_desc *d = engine_->batch(slot);
+  // The engine cannot take it (a failed launch, a parked kernel, or a slot
+  // the running kernel does not poll): the DMA engines copy the batch.
+  err = 0;
   for (unsigned i = 0, n = engine_->pending(slot); i < n && !err; ++i) {
-    err = check(cudaMemcpyAsync(reinterpret_cast<void *>(d[i].dst),
-                                reinterpret_cast<const void *>(d[i].src), d[i].len,
-                                cudaMemcpyDefault, c.stream),
+    const engine_abi::copy_desc &d = engine_->batch_copy(slot, i);
+    err = check(cudaMemcpyAsync(reinterpret_cast<void *>(d.dst),
+                                reinterpret_cast<const void *>(d.src), d.len, cudaMemcpyDefault,
+                                c.stream),
                 "copying with DMA for the copy engine");
     if (!err) cuda_channel::count(c.dma_copies);
   }
@@ -734,13 +740,20 @@ std::unique_ptr<block_store> create_cuda_store(const options &opts, std::string 
     size = keeping->size;  // what the first server chose; its VRAM is taken
   } else if (!opts.size) {
     uint64_t reserve = opts.reserve.resolve(total_bytes);
-    if (free_bytes < reserve + opts.block) {
+    // A standby server (failover) opens a CUDA context of its own once
+    // this one serves: its VRAM comes out of what this one takes, so that
+    // reserve= still holds then.
+    uint64_t standby = opts.failover && opts.standby ? standby_context_bytes : 0;
+    // Whole device pages (2 MiB): the VRAM held is then exactly the size.
+    uint64_t unit = std::max<uint64_t>(opts.block, 2 * MiB);
+    if (free_bytes < reserve + standby + unit) {
       *error = gpu + " has " + format_size(free_bytes / MiB * MiB) +
                " of free VRAM, not more than reserve=" + format_size(reserve) +
-               "; give size= or a smaller reserve=";
+               (standby ? " and the " + format_size(standby) + " a standby server needs" : "") +
+               "; give size= or a smaller reserve=" + (standby ? ", or standby=0" : "");
       return nullptr;
     }
-    size = (free_bytes - reserve) / opts.block * opts.block;
+    size = (free_bytes - reserve - standby) / unit * unit;
   } else {
     size = opts.size->resolve(total_bytes);
     if (opts.size->is_percent()) size -= size % opts.block;

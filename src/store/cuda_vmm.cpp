@@ -50,7 +50,8 @@ cuda_vmm::cuda_vmm(int device, uint64_t granularity, uint64_t bytes)
     : device_(device),
       granularity_(granularity),
       bytes_(bytes),
-      chunks_(std::make_unique<std::atomic<CUmemGenericAllocationHandle>[]>(bytes / granularity)) {
+      chunks_(std::make_unique<std::atomic<CUmemGenericAllocationHandle>[]>(
+          (bytes + granularity - 1) / granularity)) {
 }
 
 std::unique_ptr<cuda_vmm> cuda_vmm::create(int device, uint64_t bytes, std::string *error,
@@ -70,9 +71,11 @@ std::unique_ptr<cuda_vmm> cuda_vmm::create(int device, uint64_t bytes, std::stri
              std::to_string(int(res)) + ")";
     return nullptr;
   }
-  // Shared chunks are larger: each is a descriptor in the keeper.
-  if (share.chunk_bytes) granularity = (share.chunk_bytes + granularity - 1) / granularity * granularity;
+  // The range: the size to the device's granularity, never more.  Shared
+  // chunks are larger (each is a descriptor in the keeper); the last one
+  // is then shorter, so that the VRAM held is what was asked for.
   uint64_t reserved = (bytes + granularity - 1) / granularity * granularity;
+  if (share.chunk_bytes) granularity = (share.chunk_bytes + granularity - 1) / granularity * granularity;
   std::unique_ptr<cuda_vmm> vmm(new cuda_vmm(device, granularity, reserved));
   vmm->driver_ = driver;
   vmm->share_ = std::move(share);
@@ -92,7 +95,7 @@ cuda_vmm::~cuda_vmm() {
   // until the keeper itself ends (a server that fails to take over must
   // not free what the next one needs).
   share_.drop = nullptr;
-  for (uint64_t c = 0; c < bytes_ / granularity_; ++c)
+  for (uint64_t c = 0; c < chunk_count(); ++c)
     if (chunk_mapped(c)) unmap_chunk(c);
   driver_.address_free(base_, bytes_);
 }
@@ -125,7 +128,7 @@ CUresult cuda_vmm::map_chunk(uint64_t index) {
   CUmemAllocationProp prop = chunk_properties(device_, share_.enabled());
   CUmemGenericAllocationHandle handle = 0;
   if (fault_injection::alloc_fails()) return CUDA_ERROR_OUT_OF_MEMORY;
-  CUresult res = driver_.mem_create(&handle, granularity_, &prop, 0);
+  CUresult res = driver_.mem_create(&handle, chunk_bytes(index), &prop, 0);
   if (res != CUDA_SUCCESS) return res;
   if (share_.enabled()) {
     // The keeper gets the chunk before anything is written to it: if this
@@ -157,14 +160,14 @@ CUresult cuda_vmm::import_chunk(uint64_t index, int fd) {
 
 CUresult cuda_vmm::map_handle(uint64_t index, CUmemGenericAllocationHandle handle) {
   CUdeviceptr at = base_ + index * granularity_;
-  CUresult res = driver_.map(at, granularity_, 0, handle, 0);
+  CUresult res = driver_.map(at, chunk_bytes(index), 0, handle, 0);
   if (res == CUDA_SUCCESS) {
     CUmemAccessDesc access{};
     access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
     access.location.id = device_;
     access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-    res = driver_.set_access(at, granularity_, &access, 1);
-    if (res != CUDA_SUCCESS) driver_.unmap(at, granularity_);
+    res = driver_.set_access(at, chunk_bytes(index), &access, 1);
+    if (res != CUDA_SUCCESS) driver_.unmap(at, chunk_bytes(index));
   }
   if (res != CUDA_SUCCESS) {
     driver_.mem_release(handle);
@@ -172,7 +175,7 @@ CUresult cuda_vmm::map_handle(uint64_t index, CUmemGenericAllocationHandle handl
   }
   // Release: a copy that sees the handle sees a usable mapping.
   chunks_[index].store(handle, std::memory_order_release);
-  held_.fetch_add(granularity_, std::memory_order_relaxed);
+  held_.fetch_add(chunk_bytes(index), std::memory_order_relaxed);
   return CUDA_SUCCESS;
 }
 
@@ -182,13 +185,13 @@ CUresult cuda_vmm::forget_chunk(uint64_t index) {
 }
 
 CUresult cuda_vmm::unmap_chunk(uint64_t index, bool tell_keeper) {
-  CUresult res = driver_.unmap(base_ + index * granularity_, granularity_);
+  CUresult res = driver_.unmap(base_ + index * granularity_, chunk_bytes(index));
   // A range that cannot be unmapped keeps its memory: releasing the handle
   // would not free it anyway, and the chunk stays usable.
   if (res != CUDA_SUCCESS) return res;
   res = driver_.mem_release(chunks_[index].load(std::memory_order_relaxed));
   chunks_[index].store(0, std::memory_order_relaxed);
-  held_.fetch_sub(granularity_, std::memory_order_relaxed);
+  held_.fetch_sub(chunk_bytes(index), std::memory_order_relaxed);
   // The keeper's descriptor is the last reference: the memory is freed
   // once it closes it.
   if (share_.drop && tell_keeper) share_.drop(index);

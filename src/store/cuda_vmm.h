@@ -5,6 +5,7 @@
 
 #include <cuda.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -87,6 +88,11 @@ class cuda_vmm {
 
  private:
   cuda_vmm(int device, uint64_t granularity, uint64_t bytes);
+  uint64_t chunk_count() const { return (bytes_ + granularity_ - 1) / granularity_; }
+  // Every chunk is granularity() bytes but the last, which ends the range.
+  uint64_t chunk_bytes(uint64_t index) const {
+    return std::min(granularity_, bytes_ - index * granularity_);
+  }
   CUresult map_chunk(uint64_t index);
   CUresult map_handle(uint64_t index, CUmemGenericAllocationHandle handle);
   CUresult unmap_chunk(uint64_t index, bool tell_keeper = true);
@@ -95,7 +101,7 @@ class cuda_vmm {
   vmm_sharing share_;
   const int device_;
   const uint64_t granularity_;
-  const uint64_t bytes_;  // the reserved range: size rounded up to chunks
+  const uint64_t bytes_;  // the reserved range: size rounded up to the device's granularity
   CUdeviceptr base_ = 0;
   // One allocation handle per chunk, 0 when unmapped.  Written under
   // mutex_, read without it.
