@@ -57,8 +57,16 @@ timeout 20 umount "$mnt" || fail "unmounting after a stall failed or hung"
 wait "$daemon" || true
 
 info "a read error on /dev/fuse is logged and retried: the daemon never exits under its mount"
-VRAMFS_INJECT_FAULT=fuse_read:3 mount_vramfs "$mnt" "size=64M"
+VRAMFS_INJECT_FAULT=fuse_read:3 "$VRAMFS" "$mnt" -f \
+  -o "backend=$VRAMFS_TEST_BACKEND${VRAMFS_TEST_TRANSPORT:+,transport=$VRAMFS_TEST_TRANSPORT},size=64M" \
+  >"$dir/fuse_read.log" 2>&1 &
+register mount "$mnt"
+answers() { [ -n "$(stat_value "$mnt" pid 2>/dev/null)" ]; }
+wait_for 10 answers || fail "the mount does not answer: $(cat "$dir/fuse_read.log")"
 "$VRAMFS_IO" fill "$file" 0 $((4 << 20)) 7
 "$VRAMFS_IO" verify "$file" 0 $((4 << 20)) 7
 [ -n "$(stat_value "$mnt" pid)" ] || fail "the daemon stopped answering after a read error"
+# The injected failure happened, and was logged and retried.
+grep -q "reading /dev/fuse failed: Input/output error; retrying" "$dir/fuse_read.log" ||
+  fail "the injected read error is not in the log: $(cat "$dir/fuse_read.log")"
 umount "$mnt"
