@@ -426,7 +426,7 @@ int page_cache::flush(store_channel &ch) {
 }
 
 void page_cache::start_writeback() {
-  writeback_channel_ = store_.open_channel();
+  writeback_channel_ = store_.open_background_channel();
   writeback_stop_ = false;
   writeback_thread_ = std::thread([this] { writeback_loop(); });
 }

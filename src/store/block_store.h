@@ -59,6 +59,11 @@ class block_store {
   // Every thread that copies owns one channel, made before the mount is
   // announced so that the I/O path allocates nothing.
   virtual std::unique_ptr<store_channel> open_channel() = 0;
+  // A channel for work nobody waits on (the cache's write-back): the cuda
+  // store gives it no copy engine slot, so that draining the cache after a
+  // burst never keeps a GPU kernel running, and a busy GPU is not polled
+  // for it.
+  virtual std::unique_ptr<store_channel> open_background_channel() { return open_channel(); }
 
   // Queue a copy between the store and host memory from alloc_host().  The
   // copy is complete, and the host buffer free to reuse, only once wait() on

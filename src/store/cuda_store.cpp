@@ -223,7 +223,9 @@ class cuda_store final : public block_store {
   }
   bool failed() const override { return failed_.load(std::memory_order_relaxed); }
 
-  std::unique_ptr<store_channel> open_channel() override;
+  std::unique_ptr<store_channel> open_channel() override { return make_channel(true); }
+  std::unique_ptr<store_channel> open_background_channel() override { return make_channel(false); }
+  std::unique_ptr<store_channel> make_channel(bool engine);
   int submit_read(store_channel &ch, uint64_t offset, void *dst, size_t len) override;
   int submit_write(store_channel &ch, uint64_t offset, const void *src, size_t len) override;
   int wait(store_channel &ch) override;
@@ -413,7 +415,7 @@ cuda_store::~cuda_store() {
   if (reserved_) check(cudaFree(reserved_), "freeing VRAM");
 }
 
-std::unique_ptr<store_channel> cuda_store::open_channel() {
+std::unique_ptr<store_channel> cuda_store::make_channel(bool engine) {
   cudaStream_t stream;
   // Non-blocking: never serialized behind the legacy default stream.
   if (bind_thread() ||
@@ -421,7 +423,9 @@ std::unique_ptr<store_channel> cuda_store::open_channel() {
     throw std::bad_alloc();
   int slot = -1;
 #ifdef HAVE_COPY_ENGINE
-  if (engine_) slot = engine_->take_slot();
+  if (engine_ && engine) slot = engine_->take_slot();
+#else
+  (void)engine;
 #endif
   return std::make_unique<cuda_channel>(stream, slot, channels_);
 }
