@@ -138,7 +138,7 @@ mount_vramfs() {
   local mnt=$1 opts=$2
   mkdir -p "$mnt"
   register mount "$mnt"
-  "$VRAMFS" "$mnt" -o "backend=$VRAMFS_TEST_BACKEND${VRAMFS_TEST_TRANSPORT:+,transport=$VRAMFS_TEST_TRANSPORT},$opts"
+  "$VRAMFS" "$mnt" -o "backend=$VRAMFS_TEST_BACKEND${VRAMFS_TEST_TRANSPORT:+,transport=$VRAMFS_TEST_TRANSPORT}${VRAMFS_TEST_OPTS:+,$VRAMFS_TEST_OPTS},$opts"
   is_mounted "$mnt" || fail "vramfs returned 0 but $mnt is not mounted"
 }
 

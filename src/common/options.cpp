@@ -2,6 +2,8 @@
 
 #include "config.h"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -298,6 +300,10 @@ std::string format_size(uint64_t bytes) {
   std::string s = std::to_string(bytes);
   if (unit >= 0) s += units[unit];
   return s;
+}
+
+unsigned options::default_busy_poll_us() {
+  return sysconf(_SC_NPROCESSORS_ONLN) >= 4 ? 50 : 0;
 }
 
 std::optional<std::string> parse_command_line(int argc, const char *const *argv,

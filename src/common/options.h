@@ -73,8 +73,12 @@ struct options {
   // (store/copy_engine.h), where the GPU allows it; off: DMA only.
   bool copy_engine = true;
   // Microseconds a serving thread keeps polling for the next request after
-  // the last one before it sleeps (fuse/transport.h); 0: it sleeps at once.
-  unsigned busy_poll_us = 50;
+  // the last one, while no other thread serves (fuse/request_poller.h); 0:
+  // it sleeps at once.  The default: 50 on machines of 4 CPUs or more,
+  // where it took a lone swap-in from 40 to 25 us on the H100 machine
+  // (docs/performance.md); 0 below, where no CPU is spare to poll with.
+  unsigned busy_poll_us = default_busy_poll_us();
+  static unsigned default_busy_poll_us();
   // With failover: a second server started ahead of time, waiting to take
   // over at once (docs/design.md, "Failover").
   bool standby = true;
