@@ -72,15 +72,11 @@ std::vector<uint8_t> pattern(size_t len, uint8_t seed) {
 }
 
 
-// A store that keeps count of the copies queued since the last wait, over a
-// host store, and fails the copy it is told to (after queueing it, as the
-// cuda store does when CUDA refuses one piece of a copy).
-class watching_store final : public block_store {
+// A store that passes every call to a host store inside it: the tests'
+// decorators override only what they change.
+class forwarding_store : public block_store {
  public:
-  watching_store(uint64_t size, bool lazy) : block_store(size, lazy), inner_(size, lazy) {}
-
-  unsigned queued_since_wait = 0;
-  unsigned fail_submit = 0;  // the Nth submit from now fails; 0: none
+  forwarding_store(uint64_t size, bool lazy) : block_store(size, lazy), inner_(size, lazy) {}
 
   const char *backend() const override { return inner_.backend(); }
   std::string device() const override { return inner_.device(); }
@@ -89,6 +85,34 @@ class watching_store final : public block_store {
   bool failed() const override { return inner_.failed(); }
   std::string copy_path() const override { return inner_.copy_path(); }
   std::unique_ptr<store_channel> open_channel() override { return inner_.open_channel(); }
+  int submit_read(store_channel &ch, uint64_t offset, void *dst, size_t len) override {
+    return inner_.submit_read(ch, offset, dst, len);
+  }
+  int submit_write(store_channel &ch, uint64_t offset, const void *src, size_t len) override {
+    return inner_.submit_write(ch, offset, src, len);
+  }
+  int wait(store_channel &ch) override { return inner_.wait(ch); }
+  int ensure_backed(uint64_t offset, uint64_t len) override { return inner_.ensure_backed(offset, len); }
+  void release(uint64_t offset, uint64_t len) override { inner_.release(offset, len); }
+  void *alloc_host(size_t bytes) override { return inner_.alloc_host(bytes); }
+  void free_host(void *ptr, size_t bytes) override { inner_.free_host(ptr, bytes); }
+  int pin_host(void *ptr, size_t bytes) override { return inner_.pin_host(ptr, bytes); }
+  void unpin_host(void *ptr) override { inner_.unpin_host(ptr); }
+
+ protected:
+  host_store inner_;
+};
+
+// A store that keeps count of the copies queued since the last wait, over a
+// host store, and fails the copy it is told to (after queueing it, as the
+// cuda store does when CUDA refuses one piece of a copy).
+class watching_store final : public forwarding_store {
+ public:
+  watching_store(uint64_t size, bool lazy) : forwarding_store(size, lazy) {}
+
+  unsigned queued_since_wait = 0;
+  unsigned fail_submit = 0;  // the Nth submit from now fails; 0: none
+
   int submit_read(store_channel &ch, uint64_t offset, void *dst, size_t len) override {
     return counted(inner_.submit_read(ch, offset, dst, len));
   }
@@ -99,12 +123,6 @@ class watching_store final : public block_store {
     queued_since_wait = 0;
     return inner_.wait(ch);
   }
-  int ensure_backed(uint64_t offset, uint64_t len) override { return inner_.ensure_backed(offset, len); }
-  void release(uint64_t offset, uint64_t len) override { inner_.release(offset, len); }
-  void *alloc_host(size_t bytes) override { return inner_.alloc_host(bytes); }
-  void free_host(void *ptr, size_t bytes) override { inner_.free_host(ptr, bytes); }
-  int pin_host(void *ptr, size_t bytes) override { return inner_.pin_host(ptr, bytes); }
-  void unpin_host(void *ptr) override { inner_.unpin_host(ptr); }
 
  private:
   int counted(int err) {
@@ -112,7 +130,6 @@ class watching_store final : public block_store {
     if (fail_submit && --fail_submit == 0) return -EIO;
     return err;
   }
-  host_store inner_;
 };
 
 
@@ -123,9 +140,9 @@ class watching_store final : public block_store {
 // wait, nor let a read from the store overlap a write-back of the same
 // sectors (windows the host store, whose copies finish at submit, never
 // opens).
-class late_store final : public block_store {
+class late_store final : public forwarding_store {
  public:
-  late_store(uint64_t size, bool lazy) : block_store(size, lazy), inner_(size, lazy) {
+  late_store(uint64_t size, bool lazy) : forwarding_store(size, lazy) {
     for (auto &w : workers_) w = std::thread([this] { complete_copies(); });
   }
   ~late_store() override {
@@ -137,12 +154,6 @@ class late_store final : public block_store {
     for (auto &w : workers_) w.join();
   }
 
-  const char *backend() const override { return inner_.backend(); }
-  std::string device() const override { return inner_.device(); }
-  uint64_t chunk_size() const override { return inner_.chunk_size(); }
-  uint64_t held_bytes() const override { return inner_.held_bytes(); }
-  bool failed() const override { return inner_.failed(); }
-  std::string copy_path() const override { return "late"; }
   std::unique_ptr<store_channel> open_channel() override {
     return std::make_unique<late_channel>();
   }
@@ -157,12 +168,6 @@ class late_store final : public block_store {
     while (c.pending.load(std::memory_order_acquire)) std::this_thread::yield();
     return 0;
   }
-  int ensure_backed(uint64_t offset, uint64_t len) override { return inner_.ensure_backed(offset, len); }
-  void release(uint64_t offset, uint64_t len) override { inner_.release(offset, len); }
-  void *alloc_host(size_t bytes) override { return inner_.alloc_host(bytes); }
-  void free_host(void *ptr, size_t bytes) override { inner_.free_host(ptr, bytes); }
-  int pin_host(void *ptr, size_t bytes) override { return inner_.pin_host(ptr, bytes); }
-  void unpin_host(void *ptr) override { inner_.unpin_host(ptr); }
 
  private:
   struct late_channel final : store_channel {
@@ -210,7 +215,6 @@ class late_store final : public block_store {
     }
   }
 
-  host_store inner_;
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<copy> copies_;
