@@ -1,10 +1,11 @@
 # shellcheck shell=bash
-# vramswap-checks.sh: what "vramswap doctor" checks, and what "vramswap
-# sleep" decides with; sourced by vramswap for those commands.  Each check
-# prints one line, "ok", "warn" or "fail", its name and what it found, with
-# what to do where something is off.  The files it reads under /proc, /sys
-# and /dev are taken under SYSROOT (empty but for testing), the commands
-# from PATH.
+# vramswap-checks.sh: "vramswap doctor" and its checks, and what "vramswap
+# sleep" decides with; sourced by vramswap for those commands, after
+# vramswap-lib.sh, vramswap-state.sh and vramswap-status.sh (check_swaps
+# reads the records status shows).  Each check prints one line, "ok",
+# "warn" or "fail", its name and what it found, with what to do where
+# something is off.  The files it reads under /proc, /sys and /dev are
+# taken under SYSROOT (empty but for testing), the commands from PATH.
 
 DOCTOR_FAILS=0
 # report LEVEL CHECK TEXT

@@ -1,6 +1,9 @@
 # shellcheck shell=bash
 # vramswap-lib.sh: shell functions shared by vramswap(8), the integration
-# tests and bench/run.  Sourced, never run; needs bash.
+# tests and bench/run: probes of mounts, loop devices, swap and the daemon,
+# each with a deadline where it can wait; teardown in the safe order; and
+# vramswap's settings, read from its configuration file.  Sourced, never
+# run; needs bash.
 #
 # Three rules hold for every function here:
 # - Whatever touches a vramfs mount runs under a deadline (bounded): a daemon
@@ -386,4 +389,124 @@ teardown() {
     cgroup_remove "$item" || { echo "rmdir $item failed" >&2; rc=1; }
   done
   return "$rc"
+}
+
+# --- vramswap's settings: built-in defaults < configuration file < options ---------
+
+DEFAULT_DIR=/run/vramswap
+# Four loop devices per GPU: on the H100 machine the one-thread swap
+# workload gained 9-13% over one in both runs that compared them, and the
+# 8-thread one moved within the noise (docs/performance.md).
+DEFAULT_STRIPES=4 MAX_STRIPES=16
+# Crash survival (vramfs -o failover) unless --no-failover or FAILOVER=no.
+DEFAULT_FAILOVER=yes
+
+# Each check prints what is wrong and fails; empty output means valid.
+
+check_size() { # VALUE ALLOW_PERCENT
+  if [[ $1 =~ ^[0-9]+%$ ]]; then
+    [ "$2" = yes ] || { echo "a percentage is not allowed here"; return 1; }
+    local pct=${1%\%}
+    [[ $pct =~ ^0*([1-9][0-9]?|100)$ ]] || { echo "a percentage must be from 1% to 100%"; return 1; }
+    return 0
+  fi
+  [[ $1 =~ ^[0-9]+([KkMmGgTtPp](B|iB)?)?$ ]] ||
+    { echo "expected a size such as 4G, 512M or 50%"; return 1; }
+  [[ $1 =~ ^0+([^0-9]|$) ]] && { echo "must be greater than 0"; return 1; }
+  return 0
+}
+
+# check_number VALUE MIN MAX
+check_number() {
+  if [[ $1 =~ ^[0-9]+$ ]] && [ "${#1}" -le 6 ] && [ "$((10#$1))" -ge "$2" ] &&
+    [ "$((10#$1))" -le "$3" ]; then
+    return 0
+  fi
+  echo "expected a number from $2 to $3"
+  return 1
+}
+
+check_gpu() {
+  [ "$1" = all ] || [[ $1 =~ ^[0-9]{1,4}(,[0-9]{1,4})*$ ]] ||
+    { echo "expected a GPU index, indexes separated by commas, or all"; return 1; }
+}
+
+check_either() { # VALUE A B
+  [ "$1" = "$2" ] || [ "$1" = "$3" ] || { echo "expected $2 or $3"; return 1; }
+}
+
+check_dir() {
+  [[ $1 == /* ]] || { echo "expected an absolute path"; return 1; }
+  [[ $1 != *[$'\t\n']* ]] || { echo "a tab or a newline is not allowed in it"; return 1; }
+}
+
+declare -A SET=([GPU]=all [SIZE]="" [PRIORITY]=100 [DISCARD]=no [BACKEND]=cuda
+                [CACHE]="" [DIR]=$DEFAULT_DIR [STRIPES]=$DEFAULT_STRIPES
+                [TRANSPORT]="" [QUEUE_DEPTH]="" [FAILOVER]=$DEFAULT_FAILOVER)
+CONFIG_KEYS="GPU SIZE PRIORITY DISCARD BACKEND CACHE STRIPES TRANSPORT QUEUE_DEPTH FAILOVER DIR"
+# FROM[KEY]: where a setting that is not the built-in default came from
+# ("FILE:LINE" or "--option"), for messages about settings that clash.
+declare -A FROM=()
+
+check_setting() { # KEY VALUE: prints the problem and fails
+  case $1 in
+    GPU) check_gpu "$2" ;;
+    SIZE) check_size "$2" yes ;;
+    CACHE) check_size "$2" no ;;
+    PRIORITY) check_number "$2" 0 32767 ;;
+    DISCARD) check_either "$2" yes no ;;
+    BACKEND) check_either "$2" cuda host ;;
+    STRIPES) check_number "$2" 1 "$MAX_STRIPES" ;;
+    TRANSPORT) check_either "$2" dev uring ;;
+    FAILOVER) check_either "$2" yes no ;;
+    QUEUE_DEPTH) check_number "$2" 1 65535 ;;
+    DIR) check_dir "$2" ;;
+  esac
+}
+
+# read_config FILE: KEY=value lines into SET and FROM; blank lines and
+# lines starting with # are ignored.  The file is parsed, never sourced: it
+# is read by root at boot.  At a line that is not right it stops and fails,
+# CONFIG_ERROR saying which line and why.
+CONFIG_ERROR=
+# shellcheck disable=SC2034 # SET, FROM and CONFIG_ERROR are vramswap's to read
+read_config() {
+  local file=$1 line key value n=0 problem
+  # No file, or /dev/null: the built-in defaults.
+  if [ ! -e "$file" ] || [ "$file" = /dev/null ]; then return 0; fi
+  CONFIG_ERROR=
+  if [ ! -f "$file" ] || [ ! -r "$file" ]; then CONFIG_ERROR="cannot read $file"; return 1; fi
+  while IFS= read -r line || [ -n "$line" ]; do
+    n=$((n + 1))
+    line=${line%$'\r'}
+    line=${line#"${line%%[![:space:]]*}"}
+    line=${line%"${line##*[![:space:]]}"}
+    case $line in '' | '#'*) continue ;; esac
+    [[ $line =~ ^([A-Za-z_][A-Za-z0-9_]*)[[:space:]]*=[[:space:]]*(.*)$ ]] ||
+      { CONFIG_ERROR="$file:$n: expected KEY=value: $line"; return 1; }
+    key=${BASH_REMATCH[1]} value=${BASH_REMATCH[2]}
+    if [[ $value =~ ^\"(.*)\"$ ]] || [[ $value =~ ^\'(.*)\'$ ]]; then
+      value=${BASH_REMATCH[1]}
+    fi
+    [[ " $CONFIG_KEYS " == *" $key "* ]] ||
+      { CONFIG_ERROR="$file:$n: unknown key $key (known: $CONFIG_KEYS)"; return 1; }
+    # An empty value means the built-in default.
+    [ -n "$value" ] || continue
+    problem=$(check_setting "$key" "$value") ||
+      { CONFIG_ERROR="$file:$n: bad $key value '$value': $problem"; return 1; }
+    SET[$key]=$value
+    FROM[$key]=$file:$n
+  done <"$file"
+}
+
+# size_bytes SIZE: SIZE in bytes, or nothing for a percentage or no size.
+size_bytes() {
+  local n unit
+  [[ $1 =~ ^([0-9]+)([KkMmGgTtPp]?) ]] || return 0
+  n=$((10#${BASH_REMATCH[1]})) unit=${BASH_REMATCH[2]^^}
+  case $unit in
+    K) n=$((n << 10)) ;; M) n=$((n << 20)) ;; G) n=$((n << 30)) ;;
+    T) n=$((n << 40)) ;; P) n=$((n << 50)) ;;
+  esac
+  echo "$n"
 }

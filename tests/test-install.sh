@@ -25,6 +25,14 @@ grep -q "^VRAMSWAP_LIB=\${VRAMSWAP_LIB:-'${lib#"$dest"}'}" "$vramswap" ||
   fail "the installed vramswap does not look for its library at ${lib#"$dest"}"
 env -u VRAMSWAP_LIB VRAMSWAP_LIB="$lib" "$vramswap" --version | grep -q '^vramswap ' ||
   fail "the installed vramswap does not run with its library"
+# Every file of a command that vramswap loads lies beside the library.
+names=$(sed -n 's/.*) load \([a-z -]*\);.*/\1/p' "$vramswap" | tr ' ' '\n' | sort -u)
+[ -n "$names" ] || fail "no load lines found in the installed vramswap"
+for name in $names; do
+  [ -f "${lib%/*}/vramswap-$name.sh" ] || fail "vramswap loads vramswap-$name.sh, which is not installed"
+done
+out=$(env -u VRAMSWAP_LIB VRAMSWAP_LIB="$lib" VRAMSWAP_CONF=/dev/null "$vramswap" doctor --backend host 2>&1) || true
+grep -q '^ok  *fuse \|^fail  *fuse ' <<<"$out" || fail "the installed vramswap doctor does not run: $out"
 
 info "make uninstall DESTDIR=$dest"
 build_make uninstall >"$dest.log" 2>&1 || { cat "$dest.log"; fail "make uninstall failed"; }

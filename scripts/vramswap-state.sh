@@ -1,0 +1,239 @@
+# shellcheck shell=bash
+# vramswap-state.sh: what runs.  Sourced by vramswap for every command that
+# looks at running VRAM swaps.  Instances are found from three places, so
+# that broken states show too: the mount table, the loop devices' backing
+# files and /proc/swaps (scan); each gets a state (check_instance), and
+# collect_status makes of them the records that status, doctor and sleep
+# read.  Needs vramswap-lib.sh and, from vramswap, DIR, SET, FLAG and
+# MOUNT_SOURCE.
+
+# --- what exists now -------------------------------------------------------
+
+# Instances are found from three places, so that broken states show too: the
+# mount table, the loop devices' backing files and /proc/swaps.
+
+declare -gA MNT=() LOOPS=() DIO=() SWAP_SIZE=() SWAP_USED=() SWAP_PRIO=() OTHER_MNT=()
+declare -gA MOUNTED=() LOOP_TAKEN=()
+
+# instance_of PATH: INSTANCE is the instance number if PATH is DIR/gpuN or
+# below it; fails otherwise.
+INSTANCE=
+instance_of() {
+  local rest
+  [[ $1 == "$DIR/gpu"* ]] || return 1
+  rest=${1#"$DIR/gpu"}
+  rest=${rest%%/*}
+  [[ $rest =~ ^[0-9]+$ ]] || return 1
+  [ "$1" = "$DIR/gpu$rest" ] || [[ $1 == "$DIR/gpu$rest/"* ]] || return 1
+  INSTANCE=$rest
+}
+
+scan() {
+  local mp source fstype n dev file size used prio majmin state backing
+  MNT=() LOOPS=() DIO=() SWAP_SIZE=() SWAP_USED=() SWAP_PRIO=() OTHER_MNT=()
+  MOUNTED=() LOOP_TAKEN=()
+  while IFS=$'\t' read -r majmin fstype source mp; do
+    MOUNTED[$majmin]=1
+    instance_of "$mp" || continue
+    n=$INSTANCE
+    [ "$mp" = "$DIR/gpu$n" ] || continue
+    # shellcheck disable=SC2034 # start refuses a mount point of another kind
+    if [ "$fstype" = fuse.vramfs ]; then MNT[$n]=$mp; else OTHER_MNT[$n]=$fstype; fi
+  done < <(mount_table)
+  for dev in $(loop_devices); do
+    file=$(loop_backing "$dev") || continue
+    instance_of "$file" || continue
+    n=$INSTANCE
+    LOOPS[$n]="${LOOPS[$n]:-}${LOOPS[$n]:+ }$dev"
+    LOOP_TAKEN[$dev]=$n
+    DIO[$dev]=$(loop_dio "$dev")
+  done
+  # After umount -l an instance is gone from the mount table, but its loop
+  # devices still hold the file, whose path then reads /swapfile.  start
+  # left DIR/.gpuN.loop with each loop device and the file's device and
+  # inode numbers: they find them again while they still match.
+  for state in "$DIR"/.gpu*.loop; do
+    [ -f "$state" ] || continue
+    n=${state#"$DIR/.gpu"}
+    n=${n%.loop}
+    [[ $n =~ ^[0-9]+$ ]] || continue
+    if [ -n "${MNT[$n]:-}" ] || [ -n "${LOOPS[$n]:-}" ]; then continue; fi
+    while read -r dev backing; do
+      if [ -z "$dev" ] || [ -n "${LOOP_TAKEN[$dev]:-}" ]; then continue; fi
+      [ -z "${MOUNTED[${backing%% *}]:-}" ] || continue
+      [ -e "/sys/block/${dev#/dev/}/loop/backing_file" ] || continue
+      [ "$(losetup -n -O BACK-MAJ:MIN,BACK-INO "$dev" 2>/dev/null | xargs)" = "$backing" ] ||
+        continue
+      LOOPS[$n]="${LOOPS[$n]:-}${LOOPS[$n]:+ }$dev"
+      LOOP_TAKEN[$dev]=$n
+      DIO[$dev]=$(loop_dio "$dev")
+    done 2>/dev/null <"$state"
+  done
+  while read -r dev _ size used prio; do
+    [[ $dev == /dev/loop* ]] || continue
+    SWAP_SIZE[$dev]=$size
+    SWAP_USED[$dev]=$used
+    SWAP_PRIO[$dev]=$prio
+  done < <(tail -n +2 /proc/swaps)
+}
+
+all_instances() {
+  { printf '%s\n' "${!MNT[@]}" "${!LOOPS[@]}"; } | sed '/^$/d' | sort -n -u
+}
+
+swap_devs_of() { # N: the loop devices of N that are swap now
+  local dev
+  for dev in ${LOOPS[$1]:-}; do
+    [ -n "${SWAP_USED[$dev]:-}" ] && echo "$dev"
+  done
+  return 0
+}
+
+swap_used_of() { # N: KiB in use on N's swap devices
+  local dev kib=0
+  for dev in ${LOOPS[$1]:-}; do kib=$((kib + ${SWAP_USED[$dev]:-0})); done
+  echo "$kib"
+}
+
+# DIRS: where status and stop look.  --dir names one; without it, the
+# configured DIR and the parent of every mount a vramswap start made
+# (source "vramswap", named gpuN), wherever its --dir put it.
+DIRS=()
+find_dirs() {
+  local _ fstype source mp
+  DIRS=("$DIR")
+  [ -z "${FLAG[DIR]:-}" ] || return 0
+  while IFS=$'\t' read -r _ fstype source mp; do
+    if [ "$fstype" != fuse.vramfs ] || [ "$source" != "$MOUNT_SOURCE" ]; then continue; fi
+    [[ ${mp##*/} =~ ^gpu[0-9]+$ ]] || continue
+    [[ " ${DIRS[*]} " == *" ${mp%/*} "* ]] || DIRS+=("${mp%/*}")
+  done < <(mount_table)
+}
+
+# --- state of one instance (after scan) -------------------------------------
+
+# check_instance N sets STATE to none, active, unprotected, failed,
+# active-no-dio, dead, unresponsive, no-swap, no-mount, stale-loop or
+# (without root) unknown; STATS to the mount's counters where it answers.
+# Needs scan first.
+STATE=
+# shellcheck disable=SC2034 # metrics lists them
+readonly STATES="active unprotected failed active-no-dio dead unresponsive no-swap no-mount stale-loop unknown"
+check_instance() {
+  local n=$1 swaps dev
+  STATS=()
+  STATS_ERR=
+  swaps=$(swap_devs_of "$n")
+  if [ -n "${MNT[$n]:-}" ]; then
+    if [ "$(id -u)" != 0 ]; then
+      # Only the user who mounted (root) may open .stats.
+      STATE=unknown
+      STATS_ERR="only root may read $DIR/gpu$n/.stats"
+    elif ! read_stats "${MNT[$n]}"; then
+      case $STATS_ERR in
+        *"not connected"*) STATE=dead ;;
+        *) STATE=unresponsive ;;
+      esac
+    elif [ "${STATS[state]:-serving}" = failed ]; then
+      # No server could replace the dead one: vramfs answers every read
+      # with an error and takes the swap off itself.
+      STATE=failed
+    elif [ -z "$swaps" ]; then
+      STATE=no-swap
+    else
+      STATE=active
+      if [ "${STATS[failover]:-0}" = 1 ] && [ "${STATS[keeper_alive]:-1}" = 0 ]; then
+        STATE=unprotected
+      fi
+      for dev in ${LOOPS[$n]}; do
+        if [ "${DIO[$dev]}" != 1 ]; then STATE="active-no-dio"; fi
+      done
+    fi
+  elif [ -n "${LOOPS[$n]:-}" ]; then
+    if [ -n "$swaps" ]; then STATE=no-mount; else STATE=stale-loop; fi
+  else
+    STATE=none
+  fi
+}
+
+# What to do about a broken state, for status.
+advice() { # N STATE
+  local n=$1 stop="run 'vramswap stop --gpu $1${FLAG[DIR]:+ --dir $DIR}'" loops
+  loops=$(xargs <<<"${LOOPS[$n]:-}")
+  case $2 in
+    dead) echo "gpu$n: the vramfs daemon is gone ($STATS_ERR); pages swapped to it are lost and processes that touch them get SIGBUS, and its swap is still on at its priority, so pages swapped out to it now fail too; $stop at once to turn it off" ;;
+    unresponsive) echo "gpu$n: the vramfs daemon does not answer ($STATS_ERR); check its log (journalctl -t vramfs); do not kill it while its swap is active" ;;
+    no-swap) echo "gpu$n: mounted but not used as swap; $stop to unmount it, then 'vramswap start'" ;;
+    no-mount) echo "gpu$n: swap on $loops but its vramfs mount is gone from the mount table (lazily unmounted?); $stop" ;;
+    stale-loop) echo "gpu$n: loop device $loops still holds the data file but nothing is mounted or swapped; $stop" ;;
+    active-no-dio) echo "gpu$n: a loop device runs without direct I/O; buffered loop I/O can OOM-kill swapped processes; $stop and start again" ;;
+    unprotected) echo "gpu$n: the failover keeper${STATS[keeper_pid]:+ ${STATS[keeper_pid]}} is gone: the server still serves, but if it dies now the pages in its swap are lost; $stop and 'vramswap start' again when the machine has the RAM to take those pages back" ;;
+    failed) echo "gpu$n: no vramfs server could be started after the last one died (.stats state failed): every read from its swap fails and the pages in it are lost (journalctl -t vramfs names the processes at risk); vramfs took the swap off; $stop, then find out why (nvidia-smi, dmesg) before 'vramswap start'" ;;
+    unknown) echo "gpu$n: state unknown: $STATS_ERR; run as root" ;;
+  esac
+}
+
+# --- one record per instance ------------------------------------------------
+
+# What status found, one record per instance, in parallel arrays indexed
+# by record: what the table, the JSON and the metrics are made of.  Sizes
+# are bytes, '' where unknown; lists are separated by blanks.
+R_GPU=() R_BACKEND=() R_MNT=() R_LOOPS=() R_DIOS=() R_SIZE=() R_USED=()
+R_PRIOS=() R_HELD=() R_HITS=() R_MISSES=() R_ERRORS=() R_RESTARTS=()
+R_FAILOVER=() R_STATE=() R_ADVICE=() R_STATS=()
+ACTIVE=0
+collect_status() {
+  local n dev size used held loops dios prios key stats
+  for n in $(all_instances); do
+    check_instance "$n"
+    loops=() dios=() prios=() used='' size=${STATS[size_bytes]:-}
+    for dev in ${LOOPS[$n]:-}; do
+      loops+=("$dev")
+      dios+=("${DIO[$dev]}")
+      [ -n "${SWAP_USED[$dev]:-}" ] || continue
+      used=$((${used:-0} + SWAP_USED[$dev] * 1024))
+      [[ " ${prios[*]} " == *" ${SWAP_PRIO[$dev]} "* ]] || prios+=("${SWAP_PRIO[$dev]}")
+      if [ -z "${STATS[size_bytes]:-}" ]; then
+        size=$((${size:-0} + SWAP_SIZE[$dev] * 1024))
+      fi
+    done
+    held=${STATS[held_bytes]:-${STATS[vram_bytes]:-}}
+    stats=
+    for key in "${!STATS[@]}"; do stats+="$key ${STATS[$key]}"$'\n'; done
+    R_GPU+=("$n")
+    R_BACKEND+=("${STATS[backend]:-}")
+    R_MNT+=("${MNT[$n]:-$DIR/gpu$n}")
+    R_LOOPS+=("${loops[*]}")
+    R_DIOS+=("${dios[*]}")
+    R_SIZE+=("$size")
+    R_USED+=("$used")
+    R_PRIOS+=("${prios[*]}")
+    R_HELD+=("$held")
+    R_HITS+=("${STATS[cache_hits]:-}")
+    R_MISSES+=("${STATS[cache_misses]:-}")
+    R_ERRORS+=("${STATS[errors]:-}")
+    R_FAILOVER+=("${STATS[failover]:-}")
+    if [ "${STATS[failover]:-0}" = 1 ]; then R_RESTARTS+=("${STATS[restarts]:-}"); else R_RESTARTS+=(""); fi
+    R_STATE+=("$STATE")
+    R_STATS+=("$(sort <<<"$stats")")
+    case $STATE in
+      active) R_ADVICE+=("") ;;
+      *) R_ADVICE+=("$(advice "$n" "$STATE")") ;;
+    esac
+    case $STATE in active | active-no-dio | unprotected) ACTIVE=$((ACTIVE + 1)) ;; esac
+  done
+}
+
+# VRAM_LOOPS[DEV]: every loop device of a VRAM swap that collect_all saw.
+declare -gA VRAM_LOOPS=()
+collect_all() {
+  local d dev
+  find_dirs
+  for d in "${DIRS[@]}"; do
+    DIR=$d
+    scan
+    # shellcheck disable=SC2034 # doctor and sleep read it
+    for dev in "${!LOOP_TAKEN[@]}"; do VRAM_LOOPS[$dev]=1; done
+    collect_status
+  done
+}
