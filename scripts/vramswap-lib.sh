@@ -499,10 +499,11 @@ read_config() {
   done <"$file"
 }
 
-# size_bytes SIZE: SIZE in bytes, or nothing for a percentage or no size.
+# size_bytes SIZE: SIZE (a size that check_size takes) in bytes; nothing
+# for a percentage, whose bytes only vramfs knows, or for no size.
 size_bytes() {
   local n unit
-  [[ $1 =~ ^([0-9]+)([KkMmGgTtPp]?) ]] || return 0
+  [[ $1 =~ ^([0-9]+)([KkMmGgTtPp]?)(B|iB)?$ ]] || return 0
   n=$((10#${BASH_REMATCH[1]})) unit=${BASH_REMATCH[2]^^}
   case $unit in
     K) n=$((n << 10)) ;; M) n=$((n << 20)) ;; G) n=$((n << 30)) ;;
