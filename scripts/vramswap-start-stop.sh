@@ -207,7 +207,9 @@ make_dirs() { # N: DIR and DIR/gpuN
 
 mount_instance() { # N
   local n=$1 mnt=$DIR/gpu$1 opts out
-  opts=backend=${SET[BACKEND]},device=${GPU_UUID[$n]:-$n}
+  opts=backend=${SET[BACKEND]}
+  # A GPU only for the cuda backend: vramfs warns about a device= it ignores.
+  [ "${SET[BACKEND]}" != cuda ] || opts+=,device=${GPU_UUID[$n]:-$n}
   [ -z "${SET[SIZE]}" ] || opts+=,size=${SET[SIZE]}
   [ -z "${SET[CACHE]}" ] || opts+=,cache=${SET[CACHE]}
   [ "${SET[DISCARD]}" = no ] || opts+=,lazy
