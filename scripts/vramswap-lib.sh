@@ -22,8 +22,9 @@
 
 # bounded COMMAND...: COMMAND, killed after VRAMFS_PROBE_TIMEOUT seconds
 # (status 137 then).  SIGKILL, because a process waiting on a FUSE daemon
-# answers to nothing else.
-bounded() { timeout -s KILL "$VRAMFS_PROBE_TIMEOUT" "$@"; }
+# answers to nothing else.  Under LC_ALL=C: callers read its messages
+# ("not connected"), which another locale translates.
+bounded() { LC_ALL=C timeout -s KILL "$VRAMFS_PROBE_TIMEOUT" "$@"; }
 
 # --- the mount table -----------------------------------------------------------
 

@@ -480,7 +480,8 @@ interval_us() {
   echo $((10#${whole:-0} * 1000000 + 10#${part:0:6}))
 }
 
-# swapoff_watched N DEV: swapoff DEV, its output in SWAPOFF_OUT.  On a
+# swapoff_watched N DEV: swapoff DEV, its output in SWAPOFF_OUT (under
+# LC_ALL=C: swap_off reads it).  On a
 # terminal (standard error) it says how much is still in the swap, the
 # rate and an estimate of the time left, redrawn every PROGRESS_INTERVAL
 # seconds while swapoff brings the pages back, and how long it took at the
@@ -489,13 +490,13 @@ SWAPOFF_OUT=
 swapoff_watched() {
   local n=$1 dev=$2 total=${SWAP_USED[$2]:-0} pid rc=0 tmp start elapsed left done_kib rate eta
   if [ ! -t 2 ] || [ "$total" = 0 ]; then
-    SWAPOFF_OUT=$(swapoff "$dev" 2>&1) || return 1
+    SWAPOFF_OUT=$(LC_ALL=C swapoff "$dev" 2>&1) || return 1
     return 0
   fi
   tmp=$(mktemp) || return 1
   start=$(now_us)
   printf '%s' "gpu$n: swapoff $dev: $(iec $((total * 1024))) to bring back into RAM" >&2
-  swapoff "$dev" >"$tmp" 2>&1 &
+  LC_ALL=C swapoff "$dev" >"$tmp" 2>&1 &
   pid=$!
   while still_running "$pid"; do
     left=$(swap_used_kib "$dev")
