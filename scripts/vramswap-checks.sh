@@ -85,7 +85,7 @@ check_uring_param() {
 }
 
 check_gpus() {
-  local out index name free total any=''
+  local out index name free total any='' rc=0
   if [ "${SET[BACKEND]}" = host ]; then
     report ok gpu "backend host: the swap is in RAM, no GPU needed"
     return 0
@@ -97,7 +97,12 @@ check_gpus() {
     report fail gpu "nvidia-smi not found: install the NVIDIA driver (or use --backend host, which puts the swap in RAM)"
     return 0
   fi
-  if ! out=$(nvidia-smi --query-gpu=index,name,memory.free,memory.total --format=csv,noheader,nounits 2>&1); then
+  out=$(bounded_for "$GPU_TIMEOUT" nvidia-smi --query-gpu=index,name,memory.free,memory.total \
+    --format=csv,noheader,nounits 2>&1) || rc=$?
+  if [ "$rc" = 137 ]; then
+    report fail gpu "nvidia-smi did not answer within $GPU_TIMEOUT s: a GPU or its driver hangs (dmesg, nvidia-bug-report.sh)"
+    return 0
+  elif [ "$rc" != 0 ]; then
     report fail gpu "nvidia-smi cannot list the GPUs: $(one_line "$out")"
     return 0
   fi
@@ -194,13 +199,16 @@ check_zswap() {
 }
 
 # vram_swap_ids: the loop devices of VRAM swaps, their MAJ:MIN and the
-# UUIDs and labels of their swap signatures, one a line.
+# UUIDs of their swap signatures, one a line.  blkid reads the device,
+# through the daemon: under a deadline, and not at all where the daemon
+# does not answer.
 vram_swap_ids() {
   local dev
   for dev in "${!VRAM_LOOPS[@]}"; do
     echo "$dev"
     cat "/sys/block/${dev#/dev/}/dev" 2>/dev/null || true
-    blkid -s UUID -o value "$dev" 2>/dev/null || true
+    [ "${VRAM_LOOPS[$dev]}" != unresponsive ] || continue
+    bounded blkid -s UUID -o value "$dev" 2>/dev/null || true
   done
 }
 

@@ -20,11 +20,53 @@
 # Seconds a probe of a mount may take before it is given up.
 : "${VRAMFS_PROBE_TIMEOUT:=5}"
 
-# bounded COMMAND...: COMMAND, killed after VRAMFS_PROBE_TIMEOUT seconds
-# (status 137 then).  SIGKILL, because a process waiting on a FUSE daemon
-# answers to nothing else.  Under LC_ALL=C: callers read its messages
-# ("not connected"), which another locale translates.
-bounded() { LC_ALL=C timeout -s KILL "$VRAMFS_PROBE_TIMEOUT" "$@"; }
+# bounded COMMAND...: COMMAND under a deadline of VRAMFS_PROBE_TIMEOUT
+# seconds (see bounded_for).
+bounded() { bounded_for "$VRAMFS_PROBE_TIMEOUT" "$@"; }
+
+# bounded_for SECONDS COMMAND...: COMMAND, killed after SECONDS (status 137
+# then).  SIGKILL, because a process waiting on a FUSE
+# daemon answers to nothing else.  And the caller is back two seconds after
+# the deadline whatever happens: a request that the daemon had taken before
+# it hung is waited for uninterruptibly, SIGKILL or not; such a process is
+# left behind holding none of the caller's pipes or its lock (fd 9).  Under
+# LC_ALL=C, since callers read its messages ("not connected"), which
+# another locale translates.  Standard input is /dev/null; the output comes
+# once COMMAND has ended (one stream where the caller gave standard output
+# and standard error the same file; standard output first otherwise) and
+# must hold no NUL byte.
+bounded_for() {
+  local limit=$1 fd out='' rc=137 err='' mode=direct
+  shift
+  if [ /proc/self/fd/1 -ef /proc/self/fd/2 ]; then
+    mode=merged
+  elif [ -p /proc/self/fd/2 ] || [ -S /proc/self/fd/2 ]; then
+    # A pipe: whoever reads it would wait for a process left behind.
+    mode='file'
+    err=$(mktemp "${TMPDIR:-/tmp}/vramfs-probe.XXXXXX") || return 1
+  fi
+  exec {fd}< <(
+    exec 9>&-
+    [ "$mode" = direct ] || exec 2>/dev/null
+    status=0
+    case $mode in
+      merged) LC_ALL=C timeout -s KILL "$limit" "$@" </dev/null 2>&1 || status=$? ;;
+      file) LC_ALL=C timeout -s KILL "$limit" "$@" </dev/null 2>"$err" || status=$? ;;
+      *) LC_ALL=C timeout -s KILL "$limit" "$@" </dev/null || status=$? ;;
+    esac
+    printf '\0%d\n' "$status"
+  )
+  if IFS= read -r -d '' -t $((limit + 2)) -u "$fd" out; then
+    IFS= read -r -t 1 -u "$fd" rc || rc=137
+    printf '%s' "$out"
+  fi
+  exec {fd}<&-
+  if [ -n "$err" ]; then
+    [ "$rc" = 137 ] || cat "$err" >&2
+    rm -f "$err"
+  fi
+  return "$rc"
+}
 
 # --- the mount table -----------------------------------------------------------
 

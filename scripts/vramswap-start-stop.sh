@@ -102,11 +102,13 @@ step_failed() { # N STEP REASON
 # fastest first, and the two differ on machines with mixed GPUs.
 declare -gA GPU_UUID=()
 list_gpus() {
-  local out index uuid
+  local out index uuid rc=0
   command -v nvidia-smi >/dev/null ||
     die "nvidia-smi not found: is the NVIDIA driver installed? (--backend host puts the swap in RAM)"
-  out=$(nvidia-smi --query-gpu=index,uuid --format=csv,noheader 2>&1) ||
-    die "nvidia-smi cannot list the GPUs: $(one_line "$out")"
+  out=$(bounded_for "$GPU_TIMEOUT" nvidia-smi --query-gpu=index,uuid --format=csv,noheader 2>&1) || rc=$?
+  [ "$rc" != 137 ] ||
+    die "nvidia-smi did not answer within $GPU_TIMEOUT s (a GPU or its driver hangs?); nothing started"
+  [ "$rc" = 0 ] || die "nvidia-smi cannot list the GPUs: $(one_line "$out")"
   while IFS=', ' read -r index uuid; do
     [[ $index =~ ^[0-9]+$ ]] || continue
     GPU_UUID[$index]=${uuid:-$index}

@@ -62,7 +62,8 @@ scan() {
       if [ -z "$dev" ] || [ -n "${LOOP_TAKEN[$dev]:-}" ]; then continue; fi
       [ -z "${MOUNTED[${backing%% *}]:-}" ] || continue
       [ -e "/sys/block/${dev#/dev/}/loop/backing_file" ] || continue
-      [ "$(losetup -n -O BACK-MAJ:MIN,BACK-INO "$dev" 2>/dev/null | xargs)" = "$backing" ] ||
+      # The inode number is read from the file itself: through the daemon.
+      [ "$(bounded losetup -n -O BACK-MAJ:MIN,BACK-INO "$dev" 2>/dev/null | xargs)" = "$backing" ] ||
         continue
       LOOPS[$n]="${LOOPS[$n]:-}${LOOPS[$n]:+ }$dev"
       LOOP_TAKEN[$dev]=$n
@@ -224,16 +225,19 @@ collect_status() {
   done
 }
 
-# VRAM_LOOPS[DEV]: every loop device of a VRAM swap that collect_all saw.
+# VRAM_LOOPS[DEV]: every loop device of a VRAM swap that collect_all saw,
+# with the state of its instance.
 declare -gA VRAM_LOOPS=()
 collect_all() {
-  local d dev
+  local d r dev
   find_dirs
   for d in "${DIRS[@]}"; do
     DIR=$d
     scan
-    # shellcheck disable=SC2034 # doctor and sleep read it
-    for dev in "${!LOOP_TAKEN[@]}"; do VRAM_LOOPS[$dev]=1; done
     collect_status
+  done
+  for r in "${!R_GPU[@]}"; do
+    # shellcheck disable=SC2034 # doctor and sleep read it
+    for dev in ${R_LOOPS[$r]}; do VRAM_LOOPS[$dev]=${R_STATE[$r]}; done
   done
 }

@@ -19,8 +19,9 @@ ram=$(($(awk '$1 == "MemTotal:" { print $2 }' /proc/meminfo) * 1024))
 expect_share() {
   local size want=$(($1 * ram / 100))
   size=$(stat_value "$DIR/gpu0" size_bytes)
-  [ "$size" -le "$want" ] && [ "$size" -gt $((want - (1 << 20))) ] ||
+  if [ "$size" -gt "$want" ] || [ "$size" -le $((want - (1 << 20))) ]; then
     fail "gpu0 is $size bytes, not $1% of $ram ($want)"
+  fi
   echo "gpu0: $size bytes, $1% of $ram"
   swap_active "$(loops_under "$DIR/gpu0" | head -n 1)" || fail "gpu0 is not swap"
 }
