@@ -219,8 +219,35 @@ cmd_status() {
   return 0
 }
 
+# metrics_target FILE: where --output FILE is written: FILE, or the target
+# of the symbolic link FILE (which stays a link); a folder is refused.
+metrics_target() {
+  local target=$1
+  [ ! -L "$target" ] || target=$(readlink -m -- "$target")
+  [ ! -d "$target" ] || die "metrics: $1 is a folder; --output names a file"
+  echo "$target"
+}
+
+# write_metrics FILE UP: the metrics into FILE (from metrics_target).  A
+# regular file, or none yet, is written beside it and renamed over it, so
+# that the collector never reads half a file; anything else (a device, a
+# FIFO) is written in place: renaming over it would replace it.
+write_metrics() {
+  local file=$1 tmp
+  if [ -e "$file" ] && [ ! -f "$file" ]; then
+    metrics_text "$2" >"$file" || die "metrics: cannot write $file"
+    return 0
+  fi
+  tmp=$(mktemp "$file.XXXXXX" 2>/dev/null) || die "metrics: cannot write beside $file"
+  if ! metrics_text "$2" >"$tmp" || ! chmod 644 "$tmp" || ! mv -f "$tmp" "$file"; then
+    rm -f "$tmp"
+    die "metrics: cannot write $file"
+  fi
+}
+
 cmd_metrics() {
-  local error='' up=1 out=${FLAG[OUTPUT]:-} tmp
+  local error='' up=1 out=${FLAG[OUTPUT]:-}
+  [ -z "$out" ] || out=$(metrics_target "$out")
   if [ "$(id -u)" != 0 ]; then
     error="not root: each daemon's .stats is readable by root only; vramswap_up is 0"
     up=0
@@ -229,13 +256,7 @@ cmd_metrics() {
   if [ -z "$out" ]; then
     metrics_text "$up"
   else
-    # Written beside FILE and renamed over it, so that the collector never
-    # reads half a file.
-    tmp=$(mktemp "$out.XXXXXX" 2>/dev/null) || die "metrics: cannot write beside $out"
-    if ! metrics_text "$up" >"$tmp" || ! chmod 644 "$tmp" || ! mv -f "$tmp" "$out"; then
-      rm -f "$tmp"
-      die "metrics: cannot write $out"
-    fi
+    write_metrics "$out" "$up"
   fi
   [ -z "$error" ] || die "metrics: $error"
   return 0
