@@ -14,6 +14,22 @@ report() {
   [ "$1" != fail ] || DOCTOR_FAILS=$((DOCTOR_FAILS + 1))
 }
 
+# check_config: the configuration file, read by main (CONFIG_ERRORS).
+check_config() {
+  local line
+  if [ -z "$CONFIG_ERRORS" ]; then
+    if [ -f "$CONF" ]; then
+      report ok config "$CONF"
+    else
+      report ok config "no $CONF: the built-in defaults"
+    fi
+    return 0
+  fi
+  while IFS= read -r line; do
+    [ -z "$line" ] || report fail config "$line: start refuses the file until it is fixed"
+  done <<<"$CONFIG_ERRORS"
+}
+
 check_user() {
   if [ "$(id -u)" = 0 ]; then
     report ok root "running as root"
@@ -306,6 +322,7 @@ check_swaps() {
 }
 
 cmd_doctor() {
+  check_config
   check_user
   check_fuse
   check_loop

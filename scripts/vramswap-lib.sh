@@ -509,37 +509,50 @@ check_setting() { # KEY VALUE: prints the problem and fails
 
 # read_config FILE: KEY=value lines into SET and FROM; blank lines and
 # lines starting with # are ignored.  The file is parsed, never sourced: it
-# is read by root at boot.  At a line that is not right it stops and fails,
-# CONFIG_ERROR saying which line and why.
-CONFIG_ERROR=
+# is read by root at boot.  A line that is not right is skipped, the lines
+# after it are still read, and read_config fails: CONFIG_ERRORS has one
+# line per bad line of the file, naming it and saying why, CONFIG_ERROR the
+# first.  start refuses such a file; stop and status must still work.
+CONFIG_ERROR='' CONFIG_ERRORS=''
 # shellcheck disable=SC2034 # SET, FROM and CONFIG_ERROR are vramswap's to read
 read_config() {
-  local file=$1 line key value n=0 problem
+  local file=$1 line key value n=0 problem error
+  CONFIG_ERROR='' CONFIG_ERRORS=''
   # No file, or /dev/null: the built-in defaults.
   if [ ! -e "$file" ] || [ "$file" = /dev/null ]; then return 0; fi
-  CONFIG_ERROR=
-  if [ ! -f "$file" ] || [ ! -r "$file" ]; then CONFIG_ERROR="cannot read $file"; return 1; fi
+  if [ ! -f "$file" ] || [ ! -r "$file" ]; then
+    CONFIG_ERROR="cannot read $file" CONFIG_ERRORS="cannot read $file"
+    return 1
+  fi
   while IFS= read -r line || [ -n "$line" ]; do
     n=$((n + 1))
     line=${line%$'\r'}
     line=${line#"${line%%[![:space:]]*}"}
     line=${line%"${line##*[![:space:]]}"}
     case $line in '' | '#'*) continue ;; esac
-    [[ $line =~ ^([A-Za-z_][A-Za-z0-9_]*)[[:space:]]*=[[:space:]]*(.*)$ ]] ||
-      { CONFIG_ERROR="$file:$n: expected KEY=value: $line"; return 1; }
-    key=${BASH_REMATCH[1]} value=${BASH_REMATCH[2]}
-    if [[ $value =~ ^\"(.*)\"$ ]] || [[ $value =~ ^\'(.*)\'$ ]]; then
-      value=${BASH_REMATCH[1]}
+    error=''
+    if [[ ! $line =~ ^([A-Za-z_][A-Za-z0-9_]*)[[:space:]]*=[[:space:]]*(.*)$ ]]; then
+      error="expected KEY=value: $line"
+    else
+      key=${BASH_REMATCH[1]} value=${BASH_REMATCH[2]}
+      if [[ $value =~ ^\"(.*)\"$ ]] || [[ $value =~ ^\'(.*)\'$ ]]; then
+        value=${BASH_REMATCH[1]}
+      fi
+      if [[ " $CONFIG_KEYS " != *" $key "* ]]; then
+        error="unknown key $key (known: $CONFIG_KEYS)"
+      # An empty value means the built-in default.
+      elif [ -n "$value" ] && ! problem=$(check_setting "$key" "$value"); then
+        error="bad $key value '$value': $problem"
+      elif [ -n "$value" ]; then
+        SET[$key]=$value
+        FROM[$key]=$file:$n
+      fi
     fi
-    [[ " $CONFIG_KEYS " == *" $key "* ]] ||
-      { CONFIG_ERROR="$file:$n: unknown key $key (known: $CONFIG_KEYS)"; return 1; }
-    # An empty value means the built-in default.
-    [ -n "$value" ] || continue
-    problem=$(check_setting "$key" "$value") ||
-      { CONFIG_ERROR="$file:$n: bad $key value '$value': $problem"; return 1; }
-    SET[$key]=$value
-    FROM[$key]=$file:$n
+    [ -n "$error" ] || continue
+    [ -n "$CONFIG_ERROR" ] || CONFIG_ERROR="$file:$n: $error"
+    CONFIG_ERRORS+="$file:$n: $error"$'\n'
   done <"$file"
+  [ -z "$CONFIG_ERROR" ]
 }
 
 # size_bytes SIZE: SIZE (a size that check_size takes) in bytes; nothing
