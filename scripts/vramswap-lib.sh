@@ -20,6 +20,17 @@
 # Seconds a probe of a mount may take before it is given up.
 : "${VRAMFS_PROBE_TIMEOUT:=5}"
 
+# close_inherited: closes every descriptor above 2, in a subshell that runs
+# a command that may outlive its caller (a hung probe, a daemon): it must
+# hold no pipe whose reader waits for the end of it, and no lock.
+close_inherited() {
+  local f n
+  for f in /proc/"$BASHPID"/fd/*; do
+    n=${f##*/}
+    if [[ $n =~ ^[0-9]+$ ]] && [ "$n" -gt 2 ]; then eval "exec $n>&-"; fi
+  done
+}
+
 # bounded COMMAND...: COMMAND under a deadline of VRAMFS_PROBE_TIMEOUT
 # seconds (see bounded_for).
 bounded() { bounded_for "$VRAMFS_PROBE_TIMEOUT" "$@"; }
@@ -29,7 +40,7 @@ bounded() { bounded_for "$VRAMFS_PROBE_TIMEOUT" "$@"; }
 # daemon answers to nothing else.  And the caller is back two seconds after
 # the deadline whatever happens: a request that the daemon had taken before
 # it hung is waited for uninterruptibly, SIGKILL or not; such a process is
-# left behind holding none of the caller's pipes or its lock (fd 9).  Under
+# left behind holding none of the caller's descriptors.  Under
 # LC_ALL=C, since callers read its messages ("not connected"), which
 # another locale translates.  Standard input is /dev/null; the output comes
 # once COMMAND has ended (one stream where the caller gave standard output
@@ -46,7 +57,7 @@ bounded_for() {
     err=$(mktemp "${TMPDIR:-/tmp}/vramfs-probe.XXXXXX") || return 1
   fi
   exec {fd}< <(
-    exec 9>&-
+    close_inherited
     [ "$mode" = direct ] || exec 2>/dev/null
     status=0
     case $mode in

@@ -48,46 +48,120 @@ stripes_for() {
 # before its step, so that a signal between the step and the push cannot
 # leave something behind: undoing a step that did not happen is harmless.
 UNDO=()
+# The write end of a pipe to the guardian (start_guard), or empty.
+GUARD=
 # Fields are joined with a unit separator: paths may hold spaces.
 undo_push() {
   local IFS=$'\x1f'
   UNDO+=("$*")
+  [ -z "$GUARD" ] || echo "$*" >&"$GUARD" || true
 }
 
+# The signals that can end start, other than SIGKILL (see start_guard).
+readonly START_SIGNALS="HUP INT QUIT PIPE TERM ALRM USR1 USR2"
+
+# rollback: undoes UNDO, newest first.  Whatever fails is said and left;
+# the rest is still undone.
 rollback() {
-  local i action pid dev
-  trap '' INT TERM HUP
-  for ((i = ${#UNDO[@]} - 1; i >= 0; i--)); do
-    IFS=$'\x1f' read -r -a action <<<"${UNDO[$i]}"
-    case ${action[0]} in
-      swapoff)
-        swap_active "${action[1]}" || continue
-        say "rolling back: swapoff ${action[1]}"
-        swapoff "${action[1]}" || say "swapoff ${action[1]} failed; undo it by hand"
-        ;;
-      detach)
-        for dev in $(loops_of "${action[1]}"); do
-          say "rolling back: losetup -d $dev"
-          loop_detach "$dev" || say "losetup -d $dev failed; undo it by hand"
-        done
-        ;;
-      umount)
-        is_mounted "${action[1]}" || continue
-        say "rolling back: umount ${action[1]}"
-        pid=$(daemon_pid "${action[1]}")
-        unmount "${action[1]}" || say "umount ${action[1]} failed; undo it by hand"
-        [ -z "$pid" ] || wait_exit "$pid" "$DAEMON_EXIT_TIMEOUT" ||
-          say "the vramfs daemon $pid did not exit"
-        ;;
-      rmdir)
-        [ -d "${action[1]}" ] || continue
-        say "rolling back: rmdir ${action[1]}"
-        rmdir "${action[1]}" 2>/dev/null || true
-        ;;
-      rm) rm -f "${action[1]}" ;;
-    esac
-  done
+  local i
+  # shellcheck disable=SC2086 # a list of signals
+  trap '' $START_SIGNALS
+  for ((i = ${#UNDO[@]} - 1; i >= 0; i--)); do undo_one "${UNDO[$i]}"; done
   UNDO=()
+  # Nothing is left for the guardian to undo.
+  if [ -n "$GUARD" ]; then echo 'done' >&"$GUARD" || true; fi
+}
+
+undo_one() { # ENTRY
+  local action pid dev
+  IFS=$'\x1f' read -r -a action <<<"$1"
+  case ${action[0]} in
+    swapoff)
+      swap_active "${action[1]}" || return 0
+      say "rolling back: swapoff ${action[1]}"
+      swapoff "${action[1]}" || say "swapoff ${action[1]} failed; undo it by hand"
+      ;;
+    detach)
+      for dev in $(loops_of "${action[1]}"); do
+        say "rolling back: losetup -d $dev"
+        loop_detach "$dev" || say "losetup -d $dev failed; undo it by hand"
+      done
+      ;;
+    umount)
+      is_mounted "${action[1]}" || return 0
+      say "rolling back: umount ${action[1]}"
+      pid=$(daemon_pid "${action[1]}")
+      unmount "${action[1]}" || say "umount ${action[1]} failed; undo it by hand"
+      [ -z "$pid" ] || wait_exit "$pid" "$DAEMON_EXIT_TIMEOUT" ||
+        say "the vramfs daemon $pid did not exit"
+      ;;
+    rmdir)
+      [ -d "${action[1]}" ] || return 0
+      say "rolling back: rmdir ${action[1]}"
+      rmdir "${action[1]}" 2>/dev/null || true
+      ;;
+    rm) rm -f "${action[1]}" ;;
+  esac
+  return 0
+}
+
+# start_guard: from here until start_done, however start ends, what it made
+# is undone.  A caught signal (a closed pipe too: SIGPIPE) or an exit (set
+# -e, die) rolls back at once; and a guardian process, to which undo_push
+# sends every entry, undoes them if start dies of SIGKILL.  The guardian
+# holds the lock until it is done (it shares start's descriptor 9).
+start_guard() {
+  local sig
+  for sig in $START_SIGNALS; do
+    # shellcheck disable=SC2064 # the signal's name, now
+    trap "start_interrupted $sig" "$sig"
+  done
+  trap 'start_exited' EXIT
+  exec {GUARD}> >(guardian)
+}
+
+start_interrupted() { # SIGNAL
+  # From now on, a closed pipe only fails a write.
+  # shellcheck disable=SC2086 # a list of signals
+  trap '' $START_SIGNALS
+  say "interrupted (SIG$1)"
+  rollback
+  exit $((128 + $(kill -l "$1")))
+}
+
+start_exited() {
+  [ "${#UNDO[@]}" = 0 ] || rollback
+}
+
+# start_done: start is done; nothing it made is undone from now on.
+start_done() {
+  if [ -n "$GUARD" ]; then
+    echo 'done' >&"$GUARD" || true
+    exec {GUARD}>&-
+    GUARD=
+  fi
+  UNDO=()
+  # shellcheck disable=SC2086 # a list of signals
+  trap - $START_SIGNALS EXIT
+}
+
+# guardian: reads undo entries on standard input until "done"; at the end
+# of its input without it (start is gone, SIGKILL), undoes them.
+guardian() {
+  local line
+  local -a entries=()
+  set +e
+  # shellcheck disable=SC2086 # a list of signals
+  trap '' $START_SIGNALS
+  while IFS= read -r line; do
+    [ "$line" != 'done' ] || exit 0
+    entries+=("$line")
+  done
+  [ "${#entries[@]}" -gt 0 ] || exit 0
+  GUARD=
+  UNDO=("${entries[@]}")
+  say "start ended before it was done (killed?): undoing what it made"
+  rollback
 }
 
 # Fails the start: says which step failed and why, then rolls back.
@@ -236,8 +310,9 @@ run_vramfs() {
   local n=$1 mnt=$2 opts=$3 pid rc=0 tmp start waited='' what result
   tmp=$(mktemp) || { echo "cannot create a temporary file"; return 1; }
   start=$(now_us)
-  # The daemon must not inherit the lock (fd 9): it would hold it for ever.
-  "$VRAMFS" "$MOUNT_SOURCE" "$mnt" -o "$opts" >"$tmp" 2>&1 9>&- &
+  # The daemon must not inherit the lock or the guardian's pipe: it would
+  # hold them for ever.
+  (close_inherited && exec "$VRAMFS" "$MOUNT_SOURCE" "$mnt" -o "$opts") >"$tmp" 2>&1 &
   pid=$!
   what="gpu$n: vramfs is reserving ${SET[SIZE]:-the free memory} of $([ "${SET[BACKEND]}" = host ] && echo RAM || echo "the GPU")"
   while still_running "$pid"; do
@@ -362,10 +437,9 @@ cmd_start() {
   done
   [ "${#todo[@]}" -gt 0 ] || return 0
   enable_uring
-  trap 'say "interrupted"; rollback; exit 130' INT TERM HUP
+  start_guard
   for n in "${todo[@]}"; do start_one "$n"; done
-  trap - INT TERM HUP
-  UNDO=()
+  start_done
 }
 
 # --- stop ------------------------------------------------------------------

@@ -301,7 +301,7 @@ sleep 0.5
 EOF
 fake losetup "exec bash $BASE/interrupting-losetup \"\$@\""
 PATH=$FAKE_PATH vs start --backend host --size 64M --dir "$DIR"
-expect_rc 130 "start interrupted while losetup attaches"
+expect_rc 143 "start interrupted while losetup attaches (SIGTERM)"
 grep -q "^vramswap: interrupted" <<<"$ERR" || { show start; fail "the interrupted start does not say so"; }
 echo "  -> $(tr '\n' ' ' <<<"$ERR")"
 assert_nothing "start interrupted while losetup attaches"
