@@ -98,7 +98,11 @@ undo_one() { # ENTRY
     rmdir)
       [ -d "${action[1]}" ] || return 0
       say "rolling back: rmdir ${action[1]}"
-      rmdir "${action[1]}" 2>/dev/null || true
+      if made_here "${action[1]}"; then unmake "${action[1]}"; else rmdir "${action[1]}" 2>/dev/null || true; fi
+      ;;
+    prune)
+      say "rolling back: rmdir ${action[*]:1}"
+      prune "${action[@]:1}"
       ;;
     rm) rm -f "${action[1]}" ;;
   esac
@@ -262,20 +266,64 @@ enable_uring() {
 
 # The steps of starting instance N; each fails the whole start.
 
-make_dirs() { # N: DIR and DIR/gpuN
+# DIR/.vramswap.made: the folders that start made (DIR, those above it that
+# did not exist, DIR/gpuN), one a line, the outermost first.  stop removes
+# those, once empty, and never a folder that was there before.
+readonly MADE=.vramswap.made
+
+# made_add PATH...: DIR's record says that start made PATH.
+made_add() { printf '%s\n' "$@" >>"$DIR/$MADE"; }
+
+# made_here PATH: whether DIR's record says that start made PATH.
+made_here() { [ -f "$DIR/$MADE" ] && grep -qxF -- "$1" "$DIR/$MADE"; }
+
+# unmake PATH: removes the folder PATH, if start made it and it is empty,
+# and its line from DIR's record.
+unmake() {
+  local rest
+  made_here "$1" || return 0
+  rmdir -- "$1" 2>/dev/null || return 0
+  rest=$(grep -vxF -- "$1" "$DIR/$MADE") || true
+  printf '%s\n' "$rest" | sed '/^$/d' >"$DIR/$MADE"
+}
+
+# prune [PATH...]: once DIR holds nothing but its record, removes the
+# record and the folders that start made of DIR and above it, the
+# innermost first, while they are empty.  PATH... are those folders where
+# the record may not have been written yet (a start interrupted).
+prune() {
+  local -a made=("$@")
+  local i left
+  if [ -d "$DIR" ]; then
+    left=$(ls -A -- "$DIR" 2>/dev/null) || return 0
+    [ -z "$left" ] || [ "$left" = "$MADE" ] || return 0
+    if [ -f "$DIR/$MADE" ]; then
+      mapfile -t made <"$DIR/$MADE"
+      rm -f -- "${DIR:?}/$MADE"
+    fi
+  fi
+  for ((i = ${#made[@]} - 1; i >= 0; i--)); do
+    case ${made[$i]} in "$DIR"/*) continue ;; esac
+    [ -d "${made[$i]}" ] || continue
+    rmdir -- "${made[$i]}" 2>/dev/null || return 0
+  done
+}
+
+make_dirs() { # N: DIR and DIR/gpuN, recorded where start made them
   local n=$1 mnt=$DIR/gpu$1 d=$DIR missing=() out
   while [ ! -e "$d" ] && [ "$d" != / ]; do
     missing=("$d" ${missing[@]+"${missing[@]}"})
     d=$(dirname -- "$d")
   done
-  # Outermost first, so that rollback removes the innermost first.
-  for d in ${missing[@]+"${missing[@]}"}; do undo_push rmdir "$d"; done
   if [ "${#missing[@]}" -gt 0 ]; then
+    undo_push prune "${missing[@]}"
     out=$(mkdir -p -- "$DIR" 2>&1) || step_failed "$n" "creating $DIR" "$(one_line "$out")"
+    made_add "${missing[@]}"
   fi
   if [ ! -d "$mnt" ]; then
     undo_push rmdir "$mnt"
     out=$(mkdir -- "$mnt" 2>&1) || step_failed "$n" "creating $mnt" "$(one_line "$out")"
+    made_add "$mnt"
   elif [ -n "$(ls -A -- "$mnt" 2>/dev/null)" ]; then
     step_failed "$n" "mount" "$mnt is not empty"
   fi
@@ -716,9 +764,9 @@ stop_one() { # N
   unmount_instance "$n" "$state" || return 1
   wait_daemon "$n" "$pid" || return 1
   rm -f "$DIR/.gpu$n.loop"
-  rmdir "$DIR/gpu$n" 2>/dev/null || true
-  # DIR too, once nothing is left in it.
-  rmdir "$DIR" 2>/dev/null || true
+  # The folders that start made, and only those.
+  unmake "$DIR/gpu$n"
+  prune
   if [ -n "$LOST" ]; then
     local what="the pages that were in its swap"
     [ "$used" = 0 ] || what="some of the $((used / 1024)) MiB that were in its swap"
