@@ -494,13 +494,18 @@ check_dir() {
   [[ $1 != *[$'\t\n']* ]] || { echo "a tab or a newline is not allowed in it"; return 1; }
 }
 
-declare -A SET=([GPU]=all [SIZE]="" [PRIORITY]=100 [DISCARD]=no [BACKEND]=cuda
-                [CACHE]="" [DIR]=$DEFAULT_DIR [STRIPES]=$DEFAULT_STRIPES
-                [TRANSPORT]="" [QUEUE_DEPTH]="" [FAILOVER]=$DEFAULT_FAILOVER)
 CONFIG_KEYS="GPU SIZE PRIORITY DISCARD BACKEND CACHE STRIPES TRANSPORT QUEUE_DEPTH FAILOVER DIR"
 # FROM[KEY]: where a setting that is not the built-in default came from
 # ("FILE:LINE" or "--option"), for messages about settings that clash.
-declare -A FROM=()
+declare -A SET=() FROM=()
+# settings_defaults: SET holds the built-in defaults, FROM nothing.
+settings_defaults() {
+  SET=([GPU]=all [SIZE]="" [PRIORITY]=100 [DISCARD]=no [BACKEND]=cuda
+       [CACHE]="" [DIR]=$DEFAULT_DIR [STRIPES]=$DEFAULT_STRIPES
+       [TRANSPORT]="" [QUEUE_DEPTH]="" [FAILOVER]=$DEFAULT_FAILOVER)
+  FROM=()
+}
+settings_defaults
 
 check_setting() { # KEY VALUE: prints the problem and fails
   case $1 in
