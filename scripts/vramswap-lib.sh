@@ -518,7 +518,9 @@ check_setting() { # KEY VALUE: prints the problem and fails
     STRIPES) check_number "$2" 1 "$MAX_STRIPES" ;;
     TRANSPORT) check_either "$2" dev uring ;;
     FAILOVER) check_either "$2" yes no ;;
-    QUEUE_DEPTH) check_number "$2" 1 65535 ;;
+    # vramfs's own range (queue_depth=): a value it would refuse is refused
+    # here, before anything is made.
+    QUEUE_DEPTH) check_number "$2" 1 128 ;;
     DIR) check_dir "$2" ;;
   esac
 }

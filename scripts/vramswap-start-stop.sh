@@ -247,6 +247,17 @@ resolve_failover() {
   SET[FAILOVER]=no
 }
 
+# A queue depth is for FUSE over io_uring's queues: with the classic
+# transport it is dropped, saying so (vramfs would only warn about it).
+ignore_queue_depth() {
+  [ -n "${SET[QUEUE_DEPTH]}" ] && [ "${SET[TRANSPORT]}" != uring ] || return 0
+  case ${FROM[QUEUE_DEPTH]:-} in
+    --*) say "--queue-depth applies to --transport uring only; ignored" ;;
+    *) say "${FROM[QUEUE_DEPTH]:-the settings}: QUEUE_DEPTH applies to TRANSPORT=uring only; ignored" ;;
+  esac
+  SET[QUEUE_DEPTH]=
+}
+
 # FUSE over io_uring is off in the fuse module until enable_uring is Y.  It
 # is turned on only for --transport uring, and left on: it only allows
 # io_uring, the mounts made without it do not change.
@@ -463,6 +474,7 @@ cmd_start() {
       usage_error "--size ${SET[SIZE]} with --stripes $((10#${SET[STRIPES]})): $problem"
   fi
   resolve_failover
+  ignore_queue_depth
   [ "$(id -u)" = 0 ] || die "start needs root (mount, losetup, swapon)"
   lock
   choose_instances

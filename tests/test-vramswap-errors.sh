@@ -111,7 +111,7 @@ expect_usage_error "bad --backend value 'opencl'" start "${H[@]}" --backend open
 expect_usage_error "bad --gpu value 'x'" start "${H[@]}" --gpu x
 expect_usage_error "bad --gpu value '1,,2'" start "${H[@]}" --gpu 1,,2
 expect_usage_error "bad --transport value 'tcp': expected dev or uring" start "${H[@]}" --transport tcp
-expect_usage_error "bad --queue-depth value '0': expected a number from 1 to 65535" start "${H[@]}" --queue-depth 0
+expect_usage_error "bad --queue-depth value '0': expected a number from 1 to 128" start "${H[@]}" --queue-depth 0
 expect_usage_error "bad --queue-depth value 'deep'" start "${H[@]}" --queue-depth deep
 expect_usage_error "unknown option --force for start" start "${H[@]}" --force
 expect_usage_error "option --force takes no value" stop --dir "$DIR" --force=yes
@@ -317,7 +317,9 @@ URING=$BASE/enable_uring
 echo N >"$URING"
 VRAMSWAP_URING_PARAM=$URING VRAMFS=$BASE/fake-vramfs vs start "${H[@]}" --transport dev --queue-depth 8
 expect_rc 1 "start --transport dev (a vramfs that refuses it)"
-grep -q -- "-o .*,transport=dev,queue_depth=8" "$BASE/vramfs-args" || fail "vramfs got: $(cat "$BASE/vramfs-args")"
+# A queue depth is for uring only (test-vramswap-queue-depth.sh).
+grep -q -- "-o .*,transport=dev" "$BASE/vramfs-args" || fail "vramfs got: $(cat "$BASE/vramfs-args")"
+! grep -q queue_depth "$BASE/vramfs-args" || fail "vramfs got a queue depth with transport dev: $(cat "$BASE/vramfs-args")"
 [ "$(cat "$URING")" = N ] || fail "--transport dev turned enable_uring on"
 assert_nothing "start --transport dev, vramfs failing"
 VRAMSWAP_URING_PARAM=$URING VRAMFS=$BASE/fake-vramfs vs start "${H[@]}"
