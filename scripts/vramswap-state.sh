@@ -13,7 +13,8 @@
 # mount table, the loop devices' backing files and /proc/swaps.
 
 declare -gA MNT=() LOOPS=() DIO=() SWAP_SIZE=() SWAP_USED=() SWAP_PRIO=() OTHER_MNT=()
-declare -gA MOUNTED=() LOOP_TAKEN=()
+# MADE_STRIPES[N]: how many stripes start attached (DIR/.gpuN.loop).
+declare -gA MOUNTED=() LOOP_TAKEN=() MADE_STRIPES=()
 
 # instance_of PATH: INSTANCE is the instance number if PATH is DIR/gpuN or
 # below it; fails otherwise.
@@ -31,7 +32,7 @@ instance_of() {
 scan() {
   local mp source fstype n dev file size used prio majmin state backing
   MNT=() LOOPS=() DIO=() SWAP_SIZE=() SWAP_USED=() SWAP_PRIO=() OTHER_MNT=()
-  MOUNTED=() LOOP_TAKEN=()
+  MOUNTED=() LOOP_TAKEN=() MADE_STRIPES=()
   while IFS=$'\t' read -r majmin fstype source mp; do
     MOUNTED[$majmin]=1
     instance_of "$mp" || continue
@@ -57,6 +58,7 @@ scan() {
     n=${state#"$DIR/.gpu"}
     n=${n%.loop}
     [[ $n =~ ^[0-9]+$ ]] || continue
+    MADE_STRIPES[$n]=$(grep -c '^/dev/' "$state" 2>/dev/null) || true
     if [ -n "${MNT[$n]:-}" ] || [ -n "${LOOPS[$n]:-}" ]; then continue; fi
     while read -r dev backing; do
       if [ -z "$dev" ] || [ -n "${LOOP_TAKEN[$dev]:-}" ]; then continue; fi
@@ -113,13 +115,21 @@ find_dirs() {
 
 # --- state of one instance (after scan) -------------------------------------
 
-# check_instance N sets STATE to none, active, unprotected, failed,
-# active-no-dio, dead, unresponsive, no-swap, no-mount, stale-loop or
+# check_instance N sets STATE to none, active, degraded, unprotected,
+# failed, active-no-dio, dead, unresponsive, no-swap, no-mount, stale-loop or
 # (without root) unknown; STATS to the mount's counters where it answers.
 # Needs scan first.
 STATE=
+# stripes_of N: how many stripes N has: those start made, or those
+# attached if more.
+stripes_of() {
+  local attached
+  attached=$(wc -w <<<"${LOOPS[$1]:-}")
+  echo $((attached > ${MADE_STRIPES[$1]:-0} ? attached : ${MADE_STRIPES[$1]:-0}))
+}
+
 # shellcheck disable=SC2034 # metrics lists them
-readonly STATES="active unprotected failed active-no-dio dead unresponsive no-swap no-mount stale-loop unknown"
+readonly STATES="active degraded unprotected failed active-no-dio dead unresponsive no-swap no-mount stale-loop unknown"
 check_instance() {
   local n=$1 swaps dev
   STATS=()
@@ -143,6 +153,9 @@ check_instance() {
       STATE=no-swap
     else
       STATE=active
+      # Fewer stripes swap than start made or than are attached: one was
+      # taken off (by hand: swapoff, losetup -d).
+      [ "$(wc -w <<<"$swaps")" -ge "$(stripes_of "$n")" ] || STATE=degraded
       if [ "${STATS[failover]:-0}" = 1 ] && [ "${STATS[keeper_alive]:-1}" = 0 ]; then
         STATE=unprotected
       fi
@@ -165,6 +178,7 @@ advice() { # N STATE
     dead) echo "gpu$n: the vramfs daemon is gone ($STATS_ERR); pages swapped to it are lost and processes that touch them get SIGBUS, and its swap is still on at its priority, so pages swapped out to it now fail too; $stop at once to turn it off" ;;
     unresponsive) echo "gpu$n: the vramfs daemon does not answer ($STATS_ERR); check its log (journalctl -t vramfs); do not kill it while its swap is active" ;;
     no-swap) echo "gpu$n: mounted but not used as swap; $stop to unmount it, then 'vramswap start'" ;;
+    degraded) echo "gpu$n: only $(swap_devs_of "$n" | wc -l) of its $(stripes_of "$n") stripes are swap (taken off by hand?): it works, with less room; $stop and 'vramswap start' again to have them all" ;;
     no-mount) echo "gpu$n: swap on $loops but its vramfs mount is gone from the mount table (lazily unmounted?); $stop" ;;
     stale-loop) echo "gpu$n: loop device $loops still holds the data file but nothing is mounted or swapped; $stop" ;;
     active-no-dio) echo "gpu$n: a loop device runs without direct I/O; buffered loop I/O can OOM-kill swapped processes; $stop and start again" ;;
@@ -221,7 +235,7 @@ collect_status() {
       active) R_ADVICE+=("") ;;
       *) R_ADVICE+=("$(advice "$n" "$STATE")") ;;
     esac
-    case $STATE in active | active-no-dio | unprotected) ACTIVE=$((ACTIVE + 1)) ;; esac
+    case $STATE in active | degraded | active-no-dio | unprotected) ACTIVE=$((ACTIVE + 1)) ;; esac
   done
 }
 
