@@ -168,6 +168,16 @@ loops_under() {
   return 0
 }
 
+# loop_bytes /dev/loopN: the device's size in bytes (0 when it cannot be
+# read): its slice of the file, from sysfs, whoever asks and whatever the
+# daemon does.
+loop_bytes() {
+  local sectors=0
+  read -r sectors 2>/dev/null <"/sys/block/${1#/dev/}/size" || true
+  [[ $sectors =~ ^[0-9]+$ ]] || sectors=0
+  echo $((sectors * 512))
+}
+
 # loop_dio /dev/loopN: 1 when the device does direct I/O, 0 when not, '?'
 # when it cannot be read.
 loop_dio() { cat "/sys/block/${1#/dev/}/loop/dio" 2>/dev/null || echo '?'; }

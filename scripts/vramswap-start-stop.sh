@@ -410,7 +410,8 @@ attach_stripes() {
     step_failed "$n" "stat $file" "$(one_line "$id")"
   undo_push detach "$file"
   undo_push rm "$DIR/.gpu$n.loop"
-  { : >"$DIR/.gpu$n.loop"; } 2>/dev/null ||
+  # The backend too: status labels the instance with it, daemon or not.
+  { echo "# backend ${SET[BACKEND]}" >"$DIR/.gpu$n.loop"; } 2>/dev/null ||
     step_failed "$n" "recording the loop devices in $DIR/.gpu$n.loop" "cannot write it"
   for ((s = 0; s < k; s++)); do
     if [ "$k" = 1 ]; then

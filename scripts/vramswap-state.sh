@@ -13,8 +13,9 @@
 # mount table, the loop devices' backing files and /proc/swaps.
 
 declare -gA MNT=() LOOPS=() DIO=() SWAP_SIZE=() SWAP_USED=() SWAP_PRIO=() OTHER_MNT=()
-# MADE_STRIPES[N]: how many stripes start attached (DIR/.gpuN.loop).
-declare -gA MOUNTED=() LOOP_TAKEN=() MADE_STRIPES=()
+# MADE_STRIPES[N], MADE_BACKEND[N]: how many stripes start attached, and
+# with which backend (DIR/.gpuN.loop).
+declare -gA MOUNTED=() LOOP_TAKEN=() MADE_STRIPES=() MADE_BACKEND=()
 
 # instance_of PATH: INSTANCE is the instance number if PATH is DIR/gpuN or
 # below it; fails otherwise.
@@ -32,7 +33,7 @@ instance_of() {
 scan() {
   local mp source fstype n dev file size used prio majmin state backing
   MNT=() LOOPS=() DIO=() SWAP_SIZE=() SWAP_USED=() SWAP_PRIO=() OTHER_MNT=()
-  MOUNTED=() LOOP_TAKEN=() MADE_STRIPES=()
+  MOUNTED=() LOOP_TAKEN=() MADE_STRIPES=() MADE_BACKEND=()
   while IFS=$'\t' read -r majmin fstype source mp; do
     MOUNTED[$majmin]=1
     instance_of "$mp" || continue
@@ -52,16 +53,19 @@ scan() {
   # After umount -l an instance is gone from the mount table, but its loop
   # devices still hold the file, whose path then reads /swapfile.  start
   # left DIR/.gpuN.loop with each loop device and the file's device and
-  # inode numbers: they find them again while they still match.
+  # inode numbers (and "# backend NAME"): they find them again while they
+  # still match.
   for state in "$DIR"/.gpu*.loop; do
     [ -f "$state" ] || continue
     n=${state#"$DIR/.gpu"}
     n=${n%.loop}
     [[ $n =~ ^[0-9]+$ ]] || continue
     MADE_STRIPES[$n]=$(grep -c '^/dev/' "$state" 2>/dev/null) || true
+    MADE_BACKEND[$n]=$(sed -n 's/^# backend //p' "$state" 2>/dev/null) || true
     if [ -n "${MNT[$n]:-}" ] || [ -n "${LOOPS[$n]:-}" ]; then continue; fi
     while read -r dev backing; do
-      if [ -z "$dev" ] || [ -n "${LOOP_TAKEN[$dev]:-}" ]; then continue; fi
+      [[ $dev == /dev/* ]] || continue
+      [ -z "${LOOP_TAKEN[$dev]:-}" ] || continue
       [ -z "${MOUNTED[${backing%% *}]:-}" ] || continue
       [ -e "/sys/block/${dev#/dev/}/loop/backing_file" ] || continue
       # The inode number is read from the file itself: through the daemon.
@@ -74,6 +78,7 @@ scan() {
   done
   while read -r dev _ size used prio; do
     [[ $dev == /dev/loop* ]] || continue
+    # shellcheck disable=SC2034 # stop reads it
     SWAP_SIZE[$dev]=$size
     SWAP_USED[$dev]=$used
     SWAP_PRIO[$dev]=$prio
@@ -197,26 +202,32 @@ R_GPU=() R_BACKEND=() R_MNT=() R_LOOPS=() R_DIOS=() R_SIZE=() R_USED=()
 R_PRIOS=() R_HELD=() R_HITS=() R_MISSES=() R_ERRORS=() R_RESTARTS=()
 R_FAILOVER=() R_STATE=() R_ADVICE=() R_STATS=()
 ACTIVE=0
+#
+# The size is that of the stripes that are swap (or attached, where none
+# is; the data file's where none is attached): from sysfs, so that it is
+# the same whether the daemon answers or not and whoever asks.  The backend
+# is the one start recorded, else what .stats says.
 collect_status() {
-  local n dev size used held loops dios prios key stats
+  local n dev size used held loops dios prios key stats bytes attached
   for n in $(all_instances); do
     check_instance "$n"
-    loops=() dios=() prios=() used='' size=${STATS[size_bytes]:-}
+    loops=() dios=() prios=() used='' size='' attached=''
     for dev in ${LOOPS[$n]:-}; do
       loops+=("$dev")
       dios+=("${DIO[$dev]}")
+      bytes=$(loop_bytes "$dev")
+      attached=$((${attached:-0} + bytes))
       [ -n "${SWAP_USED[$dev]:-}" ] || continue
       used=$((${used:-0} + SWAP_USED[$dev] * 1024))
       [[ " ${prios[*]} " == *" ${SWAP_PRIO[$dev]} "* ]] || prios+=("${SWAP_PRIO[$dev]}")
-      if [ -z "${STATS[size_bytes]:-}" ]; then
-        size=$((${size:-0} + SWAP_SIZE[$dev] * 1024))
-      fi
+      size=$((${size:-0} + bytes))
     done
+    [ -n "$size" ] || size=${attached:-${STATS[size_bytes]:-}}
     held=${STATS[held_bytes]:-${STATS[vram_bytes]:-}}
     stats=
     for key in "${!STATS[@]}"; do stats+="$key ${STATS[$key]}"$'\n'; done
     R_GPU+=("$n")
-    R_BACKEND+=("${STATS[backend]:-}")
+    R_BACKEND+=("${MADE_BACKEND[$n]:-${STATS[backend]:-}}")
     R_MNT+=("${MNT[$n]:-$DIR/gpu$n}")
     R_LOOPS+=("${loops[*]}")
     R_DIOS+=("${dios[*]}")

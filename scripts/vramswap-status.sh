@@ -172,7 +172,7 @@ metrics_text() {
   printf '# TYPE vramswap_up gauge\nvramswap_up %s\n' "$1"
   printf '# HELP vramswap_active Number of VRAM swaps that take pages.\n'
   printf '# TYPE vramswap_active gauge\nvramswap_active %s\n' "$ACTIVE"
-  metric vramswap_size_bytes gauge "Size of the swap." R_SIZE
+  metric vramswap_size_bytes gauge "Size of the swap: of its stripes that are swap." R_SIZE
   metric vramswap_used_bytes gauge "Bytes in the swap now." R_USED
   metric vramswap_held_bytes gauge "Device memory the daemon holds (VRAM, or RAM with the host backend)." R_HELD
   metric vramswap_reads_total counter "Read requests served." stats:reads
