@@ -313,10 +313,10 @@ daemon_pid() {
   daemon_pid_by_cmdline "$1"
 }
 
-# daemon_pid_by_cmdline MOUNTPOINT: a live process named vramfs with
-# MOUNTPOINT among its arguments; of a keeper and its server (failover),
-# the keeper, whose parent is no such process.
-daemon_pid_by_cmdline() {
+# vramfs_processes MOUNTPOINT: "PID PARENT" for each live process named
+# vramfs with MOUNTPOINT among its arguments, PARENT being 1 when the
+# parent is another of them (a keeper's server), 0 when not.
+vramfs_processes() {
   local proc arg pid ppid
   local -A found=()
   for proc in /proc/[0-9]*; do
@@ -331,11 +331,30 @@ daemon_pid_by_cmdline() {
   done
   for pid in "${!found[@]}"; do
     ppid=$(awk '{ print $4 }' "/proc/$pid/stat" 2>/dev/null) || continue
-    [ -n "${found[$ppid]:-}" ] && continue
-    echo "$pid"
-    return 0
+    echo "$pid $([ -n "${found[$ppid]:-}" ] && echo 1 || echo 0)"
   done
-  return 0
+}
+
+# daemon_pid_by_cmdline MOUNTPOINT: a live process named vramfs with
+# MOUNTPOINT among its arguments; of a keeper and its server (failover),
+# the keeper, whose parent is no such process.
+daemon_pid_by_cmdline() {
+  vramfs_processes "$1" | awk '$2 == 0 { print $1; exit }'
+}
+
+# server_pid_by_cmdline MOUNTPOINT: the process that serves MOUNTPOINT's
+# requests, found as daemon_pid_by_cmdline finds it: with failover the
+# keeper's server, the one whose parent is the keeper; else the daemon.
+server_pid_by_cmdline() {
+  vramfs_processes "$1" | sort -k2,2nr | awk 'NR == 1 { print $1 }'
+}
+
+# stopped PID: whether PID is stopped (SIGSTOP, or a debugger).
+stopped() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [[ ${stat%% *} == [tT] ]]
 }
 
 # unmount MOUNTPOINT: umount under a deadline, retried for 5 s while it is

@@ -48,7 +48,7 @@ cmd_sleep() {
       unresponsive)
         # Its pages cannot be brought back, and the sleep would lose them.
         if ! survives "$kind" "${R_BACKEND[$r]}" && [ "${R_USED[$r]:-0}" != 0 ]; then
-          die "refusing to $kind: gpu${R_GPU[$r]}'s vramfs daemon does not answer, so the $(iec "${R_USED[$r]}") in its swap cannot be brought back into RAM, and its memory does not survive $kind (see vramswap status)"
+          die "refusing to $kind: gpu${R_GPU[$r]}'s vramfs server does not answer, so the $(iec "${R_USED[$r]}") in its swap cannot be brought back into RAM, and its memory does not survive $kind (see vramswap status)"
         fi
         say "gpu${R_GPU[$r]}: unresponsive, with nothing in its swap: left as it is (see vramswap status)"
         continue

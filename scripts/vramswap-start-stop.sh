@@ -716,11 +716,12 @@ find_loss() { # N STATE ERRORS_BEFORE
 # is stuck, and so would umount.  Everything is left running.
 refuse_unresponsive() { # N KIB_USED
   local n=$1 pid
-  pid=$(daemon_pid_by_cmdline "$DIR/gpu$n")
+  # The server: with failover, the keeper only holds what it serves.
+  pid=$(server_pid_by_cmdline "$DIR/gpu$n")
   if [ -n "$(swap_devs_of "$n")" ]; then
-    say "gpu$n: the vramfs daemon${pid:+ $pid} does not answer ($STATS_ERR); swapoff would wait on it for the $(($2 / 1024)) MiB in its swap, so everything is left running; check its log (journalctl -t vramfs) and run stop again once it answers"
+    say "gpu$n: the vramfs server${pid:+ $pid} does not answer ($STATS_ERR)$(stopped_note "$pid"); swapoff would wait on it for the $(iec $(($2 * 1024))) in its swap, so everything is left running; check its log (journalctl -t vramfs) and run stop again once it answers"
   else
-    say "gpu$n: the vramfs daemon${pid:+ $pid} does not answer ($STATS_ERR); left running; nothing is swapped to it, so killing it (kill -9${pid:+ $pid}) loses nothing, then run stop again"
+    say "gpu$n: the vramfs server${pid:+ $pid} does not answer ($STATS_ERR)$(stopped_note "$pid"); left running; nothing is swapped to it, so killing it (kill -9${pid:+ $pid}) loses nothing, then run stop again"
   fi
 }
 

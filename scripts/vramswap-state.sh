@@ -175,13 +175,22 @@ check_instance() {
   fi
 }
 
+# stopped_note PID: what to say when PID is stopped; nothing otherwise.
+stopped_note() {
+  [ -n "$1" ] && stopped "$1" || return 0
+  echo "; it is stopped (SIGSTOP?): kill -CONT $1 lets it go on"
+}
+
 # What to do about a broken state, for status.
 advice() { # N STATE
-  local n=$1 stop="run 'vramswap stop --gpu $1${FLAG[DIR]:+ --dir $DIR}'" loops
+  local n=$1 stop="run 'vramswap stop --gpu $1${FLAG[DIR]:+ --dir $DIR}'" loops server
   loops=$(xargs <<<"${LOOPS[$n]:-}")
   case $2 in
     dead) echo "gpu$n: the vramfs daemon is gone ($STATS_ERR); pages swapped to it are lost and processes that touch them get SIGBUS, and its swap is still on at its priority, so pages swapped out to it now fail too; $stop at once to turn it off" ;;
-    unresponsive) echo "gpu$n: the vramfs daemon does not answer ($STATS_ERR); check its log (journalctl -t vramfs); do not kill it while its swap is active" ;;
+    unresponsive)
+      server=$(server_pid_by_cmdline "${MNT[$n]:-$DIR/gpu$n}")
+      echo "gpu$n: the vramfs server${server:+ $server} does not answer ($STATS_ERR)$(stopped_note "$server"); check its log (journalctl -t vramfs); do not kill it while its swap is active"
+      ;;
     no-swap) echo "gpu$n: mounted but not used as swap; $stop to unmount it, then 'vramswap start'" ;;
     degraded) echo "gpu$n: only $(swap_devs_of "$n" | wc -l) of its $(stripes_of "$n") stripes are swap (taken off by hand?): it works, with less room; $stop and 'vramswap start' again to have them all" ;;
     no-mount) echo "gpu$n: swap on $loops but its vramfs mount is gone from the mount table (lazily unmounted?); $stop" ;;

@@ -127,7 +127,7 @@ STOPPED=$(stat_value "$DIR/gpu0" pid)
 kill -STOP "$STOPPED"
 refused "a daemon that does not answer"
 kill -CONT "$STOPPED"
-grep -q "refusing to suspend: gpu0's vramfs daemon does not answer" <<<"$ERR" ||
+grep -q "refusing to suspend: gpu0's vramfs server does not answer" <<<"$ERR" ||
   fail "the refusal does not say that the daemon does not answer"
 as_before "after a refusal for a daemon that does not answer"
 [ ! -e "$R/run/vramswap.sleep" ] || fail "a refusal that took nothing off kept a record"
