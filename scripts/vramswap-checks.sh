@@ -315,7 +315,7 @@ check_swaps() {
     text+=")"
     case ${R_STATE[$r]} in
       active) report ok swap "$text" ;;
-      unprotected | degraded | unknown | no-swap) report warn swap "$text: ${R_ADVICE[$r]#gpu"${R_GPU[$r]}": }" ;;
+      unprotected | degraded | stopping | unknown | no-swap) report warn swap "$text: ${R_ADVICE[$r]#gpu"${R_GPU[$r]}": }" ;;
       *) report fail swap "$text: ${R_ADVICE[$r]#gpu"${R_GPU[$r]}": }" ;;
     esac
   done

@@ -271,6 +271,16 @@ alive() {
   [ "${stat%% *}" != Z ]
 }
 
+# process_start PID: when PID started (clock ticks after boot), which tells
+# it from a later process with the same number; fails when none runs.
+process_start() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  # Fields from the third on: the start time is the 22nd.
+  awk '{ print $20 }' <<<"$stat"
+}
+
 # wait_exit PID SECONDS: whether PID ended within SECONDS.
 wait_exit() {
   local i

@@ -761,7 +761,18 @@ wait_daemon() { # N PID
   return 1
 }
 
-stop_one() { # N
+# stop_one N: stops instance N, saying so in DIR/.gpuN.stopping meanwhile
+# (status shows it as stopping), then removes the folders start made.
+stop_one() {
+  local rc=0
+  echo "$$ $(process_start $$)" 2>/dev/null >"$DIR/.gpu$1.stopping" || true
+  stop_steps "$1" || rc=$?
+  rm -f "$DIR/.gpu$1.stopping"
+  prune
+  return "$rc"
+}
+
+stop_steps() { # N
   local n=$1 pid state errors used
   check_instance "$n"
   state=$STATE errors=${STATS[errors]:-0} pid=$(stats_daemon_pid)
@@ -778,9 +789,8 @@ stop_one() { # N
   unmount_instance "$n" "$state" || return 1
   wait_daemon "$n" "$pid" || return 1
   rm -f "$DIR/.gpu$n.loop"
-  # The folders that start made, and only those.
+  # The folders that start made, and only those (prune: DIR's, once empty).
   unmake "$DIR/gpu$n"
-  prune
   if [ -n "$LOST" ]; then
     local what="the pages that were in its swap"
     [ "$used" = 0 ] || what="some of the $((used / 1024)) MiB that were in its swap"

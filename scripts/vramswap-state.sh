@@ -121,10 +121,21 @@ find_dirs() {
 # --- state of one instance (after scan) -------------------------------------
 
 # check_instance N sets STATE to none, active, degraded, unprotected,
-# failed, active-no-dio, dead, unresponsive, no-swap, no-mount, stale-loop or
+# failed, active-no-dio, dead, unresponsive, no-swap, no-mount, stale-loop,
+# stopping (STOPPING the pid of the vramswap that stops it) or
 # (without root) unknown; STATS to the mount's counters where it answers.
 # Needs scan first.
-STATE=
+STATE='' STOPPING=''
+
+# stopping_by N: the pid of another vramswap that is stopping instance N,
+# from DIR/.gpuN.stopping ("PID START", see process_start), while it runs.
+stopping_by() {
+  local pid start
+  read -r pid start 2>/dev/null <"$DIR/.gpu$1.stopping" || return 0
+  [[ $pid =~ ^[0-9]+$ ]] && [ "$pid" != $$ ] || return 0
+  [ "$(process_start "$pid")" = "$start" ] && echo "$pid"
+  return 0
+}
 # stripes_of N: how many stripes N has: those start made, or those
 # attached if more.
 stripes_of() {
@@ -134,11 +145,18 @@ stripes_of() {
 }
 
 # shellcheck disable=SC2034 # metrics lists them
-readonly STATES="active degraded unprotected failed active-no-dio dead unresponsive no-swap no-mount stale-loop unknown"
+readonly STATES="active degraded unprotected failed active-no-dio dead unresponsive no-swap no-mount stale-loop stopping unknown"
 check_instance() {
   local n=$1 swaps dev
   STATS=()
   STATS_ERR=
+  STOPPING=$(stopping_by "$n")
+  # A stop takes it down, step by step: what it looks like meanwhile is no
+  # state of its own.
+  if [ -n "$STOPPING" ]; then
+    STATE=stopping
+    return 0
+  fi
   swaps=$(swap_devs_of "$n")
   if [ -n "${MNT[$n]:-}" ]; then
     if [ "$(id -u)" != 0 ]; then
@@ -146,10 +164,19 @@ check_instance() {
       STATE=unknown
       STATS_ERR="only root may read $DIR/gpu$n/.stats"
     elif ! read_stats "${MNT[$n]}"; then
-      case $STATS_ERR in
-        *"not connected"*) STATE=dead ;;
-        *) STATE=unresponsive ;;
-      esac
+      STOPPING=$(stopping_by "$n")
+      if [ -n "$STOPPING" ]; then
+        # A stop began after the first look, and may have unmounted it.
+        STATE=stopping
+      elif ! is_mounted "${MNT[$n]}"; then
+        # Unmounted since scan: it is what is left of it.
+        unset "MNT[$n]"
+        check_instance "$n"
+      elif [[ $STATS_ERR == *"not connected"* ]]; then
+        STATE=dead
+      else
+        STATE=unresponsive
+      fi
     elif [ "${STATS[state]:-serving}" = failed ]; then
       # No server could replace the dead one: vramfs answers every read
       # with an error and takes the swap off itself.
@@ -192,6 +219,7 @@ advice() { # N STATE
       echo "gpu$n: the vramfs server${server:+ $server} does not answer ($STATS_ERR)$(stopped_note "$server"); check its log (journalctl -t vramfs); do not kill it while its swap is active"
       ;;
     no-swap) echo "gpu$n: mounted but not used as swap; $stop to unmount it, then 'vramswap start'" ;;
+    stopping) echo "gpu$n: being stopped by vramswap $STOPPING" ;;
     degraded) echo "gpu$n: only $(swap_devs_of "$n" | wc -l) of its $(stripes_of "$n") stripes are swap (taken off by hand?): it works, with less room; $stop and 'vramswap start' again to have them all" ;;
     no-mount) echo "gpu$n: swap on $loops but its vramfs mount is gone from the mount table (lazily unmounted?); $stop" ;;
     stale-loop) echo "gpu$n: loop device $loops still holds the data file but nothing is mounted or swapped; $stop" ;;
@@ -220,6 +248,8 @@ collect_status() {
   local n dev size used held loops dios prios key stats bytes attached
   for n in $(all_instances); do
     check_instance "$n"
+    # Gone since scan.
+    [ "$STATE" != none ] || continue
     loops=() dios=() prios=() used='' size='' attached=''
     for dev in ${LOOPS[$n]:-}; do
       loops+=("$dev")
