@@ -685,27 +685,35 @@ swap_off() { # N
   done
 }
 
-# LOST: what says that pages of instance N were lost in swapoff, or nothing.
-# swapoff succeeds even when pages cannot be read back: the kernel marks them
+# LOST: what says that pages of instance N were lost, or nothing.  swapoff
+# succeeds even when pages cannot be read back: the kernel marks them
 # poisoned and their owners get SIGBUS on the next touch.  Loss is reported
-# only where it is known: the daemon was dead (its pages were nowhere else),
-# it counted I/O errors meanwhile, or the kernel logged failed reads from
-# one of N's loop devices since stop began.
+# only where it is known: the kernel logged failed reads from one of N's
+# loop devices since stop began; the daemon counted I/O errors meanwhile;
+# in failed mode (where vramfs took the swap off itself), it counted any;
+# or the daemon was dead with pages in its swap and the kernel log cannot
+# be read.  A swap that held nothing, or whose pages nobody owned any more
+# (nothing had to be read back), lost nothing, dead daemon or not.
 LOST=
-find_loss() { # N STATE ERRORS_BEFORE
-  local n=$1 state=$2 errors=$3 dev log count
+find_loss() { # N STATE ERRORS_BEFORE USED_KIB
+  local n=$1 state=$2 errors=$3 used=$4 dev log count
   LOST=
-  [ "$state" != dead ] || LOST="the vramfs daemon was dead ($STATS_ERR) before swapoff"
-  [ "$state" != failed ] || LOST="no vramfs server could be started after the last one died (.stats state failed)"
-  if [ "$state" != dead ] && [ -n "${MNT[$n]:-}" ] && read_stats "${MNT[$n]}" &&
-    [ "${STATS[errors]:-0}" -gt "$errors" ]; then
-    LOST="vramfs counted $((STATS[errors] - errors)) I/O error(s) during swapoff"
-  fi
   if log=$(kernel_log_since "$STOP_SINCE"); then
     for dev in ${LOOPS[$n]:-}; do
       count=$(loop_read_errors "$dev" "$log")
       [ "$count" = 0 ] || LOST="${LOST:+$LOST; }the kernel logged failed reads from $dev"
     done
+  elif [ "$state" = dead ] && [ "$used" != 0 ]; then
+    LOST="the vramfs daemon was dead ($STATS_ERR) before swapoff, with $(iec $((used * 1024))) in its swap"
+  fi
+  if [ "$state" = dead ]; then
+    [ -z "$LOST" ] || [[ $LOST == "the vramfs daemon"* ]] ||
+      LOST="the vramfs daemon was dead ($STATS_ERR) before swapoff, and $LOST"
+  elif [ "$state" = failed ]; then
+    [ "${STATS[errors]:-0}" = 0 ] ||
+      LOST="no vramfs server could be started after the last one died (.stats state failed), and ${STATS[errors]} of its reads failed${LOST:+; $LOST}"
+  elif [ -n "${MNT[$n]:-}" ] && read_stats "${MNT[$n]}" && [ "${STATS[errors]:-0}" -gt "$errors" ]; then
+    LOST="vramfs counted $((STATS[errors] - errors)) I/O error(s) during swapoff${LOST:+; $LOST}"
   fi
 }
 
@@ -783,7 +791,7 @@ stop_steps() { # N
   fi
   swap_off "$n" || return 1
   LOST=
-  if [ "$used" != 0 ] || [ "$state" = failed ]; then find_loss "$n" "$state" "$errors"; fi
+  if [ "$used" != 0 ] || [ "$state" = failed ]; then find_loss "$n" "$state" "$errors" "$used"; fi
   detach_loops "$n" || return 1
   [ -n "$pid" ] || pid=$(daemon_pid "$DIR/gpu$n")
   unmount_instance "$n" "$state" || return 1
@@ -793,11 +801,15 @@ stop_steps() { # N
   unmake "$DIR/gpu$n"
   if [ -n "$LOST" ]; then
     local what="the pages that were in its swap"
-    [ "$used" = 0 ] || what="some of the $((used / 1024)) MiB that were in its swap"
+    [ "$used" = 0 ] || what="some of the $(iec $((used * 1024))) that were in its swap"
     say "gpu$n: stopped, but $LOST: $what could not be read back; processes that owned those pages get SIGBUS when they touch them (see journalctl -t vramfs and dmesg)"
     return 1
   fi
-  echo "gpu$n: stopped"
+  case $state in
+    dead) echo "gpu$n: stopped (its vramfs daemon was dead, but no page had to be read back from its swap: nothing was lost)" ;;
+    failed) echo "gpu$n: stopped (no vramfs server could be started after the last one died, but no read from its swap failed: nothing was lost)" ;;
+    *) echo "gpu$n: stopped" ;;
+  esac
 }
 
 # WANTED[DIR]: the instances stop works on under each of DIRS.
