@@ -177,8 +177,16 @@ check_memlock() {
   fi
 }
 
+# check_priorities: other swap against VRAM swap's priority: the lowest
+# that runs (check_swaps collected them), else PRIORITY.
 check_priorities() {
-  local dev _ prio vram_prio=$((10#${SET[PRIORITY]})) first=() others=() n=0
+  local dev _ prio vram_prio=$((10#${SET[PRIORITY]})) first=() others=() n=0 r p running=''
+  for r in "${!R_GPU[@]}"; do
+    for p in ${R_PRIOS[$r]}; do
+      if [ -z "$running" ] || [ "$p" -lt "$running" ]; then running=$p; fi
+    done
+  done
+  [ -z "$running" ] || vram_prio=$running
   if [ ! -r "$SYSROOT/proc/swaps" ]; then
     report warn priority "cannot read $SYSROOT/proc/swaps"
     return 0
