@@ -206,13 +206,6 @@ check_priorities() {
   fi
 }
 
-joined_by() { # SEPARATOR WORD...
-  local sep=$1 out=''
-  shift
-  out=$(printf "%s$sep" "$@")
-  echo "${out%"$sep"}"
-}
-
 check_zswap() {
   local value=''
   read -r value 2>/dev/null <"$SYSROOT/sys/module/zswap/parameters/enabled" || true

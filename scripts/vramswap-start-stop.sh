@@ -258,6 +258,42 @@ ignore_queue_depth() {
   SET[QUEUE_DEPTH]=
 }
 
+# settings_differ N: the settings that were given (on the command line or
+# in the configuration file) and that running instance N has otherwise,
+# "size 64M where --size asks for 128M", joined by ", "; nothing when none.
+# Needs check_instance N (STATS).  A percentage is not compared: only
+# vramfs knows its bytes.
+settings_differ() {
+  local n=$1 key want have prio out=()
+  for key in BACKEND SIZE CACHE STRIPES PRIORITY DISCARD TRANSPORT FAILOVER; do
+    if [ -z "${FROM[$key]:-}" ] || [ -z "${SET[$key]}" ]; then continue; fi
+    want=${SET[$key]}
+    case $key in
+      BACKEND) have=${STATS[backend]:-} ;;
+      SIZE | CACHE)
+        [ -n "$(size_bytes "$want")" ] || continue
+        have=${STATS[${key,,}_bytes]:-}
+        [ "$have" != "$(size_bytes "$want")" ] || continue
+        have=$(iec "$have")
+        ;;
+      STRIPES) want=$((10#$want)) have=$(stripes_of "$n") ;;
+      PRIORITY)
+        want=$((10#$want)) have=
+        for prio in $(swap_devs_of "$n"); do have=${SWAP_PRIO[$prio]}; done
+        ;;
+      DISCARD) have=$([ "${STATS[lazy]:-}" = 1 ] && echo yes || echo no) ;;
+      TRANSPORT) have=${STATS[transport]:-} ;;
+      FAILOVER) have=$([ "${STATS[failover]:-}" = 1 ] && echo yes || echo no) ;;
+    esac
+    if [ -z "$have" ] || [ "$have" = "$want" ]; then continue; fi
+    case $key in
+      STRIPES) out+=("$have stripe$([ "$have" = 1 ] || echo s) where ${FROM[$key]} asks for $want") ;;
+      *) out+=("${key,,} $have where ${FROM[$key]} asks for $want") ;;
+    esac
+  done
+  [ "${#out[@]}" = 0 ] || joined_by ', ' "${out[@]}"
+}
+
 # FUSE over io_uring is off in the fuse module until enable_uring is Y.  It
 # is turned on only for --transport uring, and left on: it only allows
 # io_uring, the mounts made without it do not change.
@@ -459,7 +495,7 @@ start_one() { # N
 }
 
 cmd_start() {
-  local n todo=() dev tool bytes problem
+  local n todo=() dev tool bytes problem differ active=() refused=()
   [ "${SET[BACKEND]}" = cuda ] || [ -n "${SET[SIZE]}" ] ||
     usage_error "--backend host needs --size (or SIZE= in $CONF)"
   command -v "$VRAMFS" >/dev/null || die "vramfs not found: $VRAMFS"
@@ -491,11 +527,21 @@ cmd_start() {
       none) todo+=("$n") ;;
       active | active-no-dio)
         dev=$(swap_devs_of "$n" | xargs)
-        echo "gpu$n: already active (swap on $dev, $DIR/gpu$n); nothing changed"
+        differ=$(settings_differ "$n")
+        if [ -n "$differ" ]; then
+          refused+=("gpu$n: already active (swap on $dev, $DIR/gpu$n), but with $differ; nothing changed: 'vramswap stop --gpu $n' first, to start it so")
+        else
+          active+=("gpu$n: already active (swap on $dev, $DIR/gpu$n); nothing changed")
+        fi
         ;;
       *) die "gpu$n: partly set up ($STATE); run 'vramswap stop --gpu $n' first" ;;
     esac
   done
+  if [ "${#refused[@]}" -gt 0 ]; then
+    for n in "${!refused[@]}"; do say "${refused[$n]}"; done
+    exit "$EX_FAIL"
+  fi
+  [ "${#active[@]}" = 0 ] || printf '%s\n' "${active[@]}"
   [ "${#todo[@]}" -gt 0 ] || return 0
   enable_uring
   start_guard
