@@ -710,7 +710,9 @@ swapoff_watched() {
 # acts: a page it brings back could not be charged or allocated at that
 # moment.  The kernel then turns the swap back on with what is still in it
 # (what came back stays in RAM), so trying again goes on from there; after
-# SWAPOFF_TRIES tries it gives up.
+# SWAPOFF_TRIES tries it gives up.  With --force it tries again also when
+# the OOM killer acted, or RAM looked short: the kills that --force
+# accepted free memory for the next try.
 SWAPOFF_TRIES=3
 swap_off() { # N
   local n=$1 dev cause try
@@ -718,9 +720,13 @@ swap_off() { # N
     try=1
     until swapoff_watched "$n" "$dev"; do
       cause=$(swapoff_cause "$dev" "${SWAP_USED[$dev]}")
-      if [ -z "$cause" ] && [ "$try" -lt "$SWAPOFF_TRIES" ] &&
-        [[ $SWAPOFF_OUT == *"Cannot allocate memory"* ]]; then
-        say "gpu$n: swapoff $dev: $(one_line "$SWAPOFF_OUT"), with RAM to spare; trying again"
+      if [ "$try" -lt "$SWAPOFF_TRIES" ] && [[ $SWAPOFF_OUT == *"Cannot allocate memory"* ]] &&
+        { [ -z "$cause" ] || [ "${FLAG[FORCE]:-}" = yes ]; }; then
+        if [ -z "$cause" ]; then
+          say "gpu$n: swapoff $dev: $(one_line "$SWAPOFF_OUT"), with RAM to spare; trying again"
+        else
+          say "gpu$n: swapoff $dev: $(one_line "$SWAPOFF_OUT"); $cause; --force: trying again"
+        fi
         try=$((try + 1))
         sleep 1
         continue
