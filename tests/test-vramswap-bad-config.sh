@@ -54,6 +54,5 @@ vs stop
 expect_rc 0 "stop with a bad line"
 warns stop
 grep -q "gpu0: stopped" <<<"$OUT" || { show stop; fail "stop did not stop gpu0"; }
-[ -z "$(loops_under "$BASE")" ] || fail "loop devices left after stop"
-[ -z "$(vramfs_mounts_under "$BASE")" ] || fail "mounts left after stop"
+nothing_left "after stop"
 echo PASS

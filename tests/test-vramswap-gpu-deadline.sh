@@ -16,19 +16,6 @@ printf '#!/bin/bash\nexec sleep 600\n' >"$BASE/bin/nvidia-smi"
 chmod +x "$BASE/bin/nvidia-smi"
 export PATH=$BASE/bin:$PATH VRAMSWAP_GPU_TIMEOUT=2
 
-# within SECONDS ARGS...: vramswap ARGS, which must end within SECONDS.
-within() {
-  local limit=$1
-  shift
-  SECONDS=0
-  RC=0
-  timeout 120 "$VRAMSWAP" "$@" >"$BASE/out" 2>"$BASE/err" || RC=$?
-  OUT=$(cat "$BASE/out") ERR=$(cat "$BASE/err")
-  [ "$RC" != 124 ] || { show "$@"; fail "vramswap $* hangs on nvidia-smi"; }
-  [ "$SECONDS" -le "$limit" ] || { show "$@"; fail "vramswap $* took $SECONDS s"; }
-  echo "vramswap $*: exit $RC in $SECONDS s"
-}
-
 info "start --backend cuda"
 within 10 start --backend cuda --size 64M --dir "$DIR"
 expect_rc 1 "start, nvidia-smi hangs"

@@ -50,6 +50,5 @@ grep -q " dead$" <<<"$OUT" || { show status; fail "status under $loc does not ca
 info "stop under $loc turns it off"
 LC_ALL=$loc vs stop --dir "$DIR"
 expect_rc 0 "stop, a dead daemon"
-[ -z "$(loops_under "$BASE")" ] || fail "loop devices left: $(loops_under "$BASE")"
-[ -z "$(vramfs_mounts_under "$BASE")" ] || fail "mounts left: $(vramfs_mounts_under "$BASE")"
+nothing_left "after stop"
 echo PASS

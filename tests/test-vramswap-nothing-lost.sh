@@ -23,8 +23,7 @@ nothing_lost() {
   grep -q "^gpu0: stopped" <<<"$OUT" || fail "$1: stop does not say it stopped gpu0"
   ! grep -q "could not be read back\|lost:" <<<"$ERR" || fail "$1: stop reports lost pages"
   grep -q "nothing was lost" <<<"$OUT" || fail "$1: stop does not say that nothing was lost"
-  [ -z "$(loops_under "$BASE")" ] || fail "$1: loop devices left"
-  [ -z "$(vramfs_mounts_under "$BASE")" ] || fail "$1: mounts left"
+  nothing_left "$1"
 }
 
 info "failed mode, nothing in the swap"

@@ -24,14 +24,9 @@ cleanup_first() {
   [ -z "$SWAPPER" ] || kill -9 "$SWAPPER" 2>/dev/null
 }
 
-R=$BASE/root
-mkdir -p "$R/proc/driver/nvidia" "$R/sys/power" "$R/run" "$BASE/bin"
-printf 'MemTotal: 24000000 kB\nMemAvailable: 24000000 kB\nSwapFree: 0 kB\n' >"$R/proc/meminfo"
-printf 'PreserveVideoMemoryAllocations: 0\n' >"$R/proc/driver/nvidia/params"
-printf '#!/bin/bash\necho disabled\n' >"$BASE/bin/systemctl"
-chmod +x "$BASE/bin/systemctl"
-echo 'root=/dev/sda1' >"$R/proc/cmdline"
-echo 0:0 >"$R/sys/power/resume"
+# Plenty of RAM; GPU memory that does not survive suspend.
+fake_machine 24000000 0 disabled
+R=$FAKE_ROOT
 export VRAMSWAP_SYSROOT=$R VRAMSWAP_TEST_HOST_IS_VRAM=1 PATH=$BASE/bin:$PATH
 printf 'BACKEND=host\nSIZE=128M\nSTRIPES=2\nPRIORITY=7\nDIR=%s\n' "$DIR" >"$VRAMSWAP_CONF"
 
@@ -50,13 +45,9 @@ as_before() {
 
 # refused WHAT: sleep suspend is refused (exit 1) within 30 s.
 refused() {
-  SECONDS=0
-  RC=0
-  timeout 300 "$VRAMSWAP" sleep suspend >"$BASE/out" 2>"$BASE/err" || RC=$?
-  OUT=$(cat "$BASE/out") ERR=$(cat "$BASE/err")
+  within 30 sleep suspend
   show sleep
   expect_rc 1 "sleep suspend, $1"
-  [ "$SECONDS" -le 30 ] || fail "$1: the refused sleep took $SECONDS s"
 }
 
 vs start

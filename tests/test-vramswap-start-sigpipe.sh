@@ -25,7 +25,6 @@ VRAMFS=$BASE/vramfs "$VRAMSWAP" start --backend host --size 256M --stripes 2 --d
 rc=${PIPESTATUS[0]}
 echo "start | head -1: exit $rc, printed: $(cat "$BASE/first")"
 [ "$rc" = 141 ] || fail "start did not die of SIGPIPE (exit $rc)"
-[ -z "$(loops_under "$BASE")" ] || fail "loop devices left: $(loops_under "$BASE")"
-[ -z "$(vramfs_mounts_under "$BASE")" ] || fail "mounts left: $(vramfs_mounts_under "$BASE")"
+nothing_left "after start died of SIGPIPE"
 [ ! -e "$DIR" ] || fail "$DIR left: $(ls -A "$DIR")"
 echo PASS

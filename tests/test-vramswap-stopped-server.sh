@@ -16,19 +16,6 @@ STOPPED=
 # A stopped server must run again, or the teardown's swapoff would wait on it.
 cleanup_first() { [ -z "$STOPPED" ] || kill -CONT "$STOPPED" 2>/dev/null; }
 
-# within SECONDS ARGS...: vramswap ARGS, which must end within SECONDS.
-within() {
-  local limit=$1
-  shift
-  SECONDS=0
-  RC=0
-  timeout 120 "$VRAMSWAP" "$@" >"$BASE/out" 2>"$BASE/err" || RC=$?
-  OUT=$(cat "$BASE/out") ERR=$(cat "$BASE/err")
-  [ "$RC" != 124 ] || { show "$@"; fail "vramswap $* hangs on a server that does not answer"; }
-  [ "$SECONDS" -le "$limit" ] || { show "$@"; fail "vramswap $* took $SECONDS s on a server that does not answer"; }
-  echo "vramswap $*: exit $RC in $SECONDS s"
-}
-
 printf 'BACKEND=host\nSIZE=64M\nSTRIPES=2\nDIR=%s\n' "$DIR" >"$VRAMSWAP_CONF"
 vs start
 expect_rc 0 "start"
@@ -45,12 +32,8 @@ grep -q "^fail  swap .*gpu0 unresponsive" <<<"$OUT" || { show doctor; fail "doct
 grep -q "^ok  *resume " <<<"$OUT" || { show doctor; fail "doctor did not get to its resume check"; }
 
 info "sleep hibernate"
-R=$BASE/root
-mkdir -p "$R/proc" "$R/sys/power" "$R/run"
-printf 'MemTotal: 24000000 kB\nMemAvailable: 24000000 kB\nSwapFree: 0 kB\n' >"$R/proc/meminfo"
-echo 'root=/dev/sda1' >"$R/proc/cmdline"
-echo 0:0 >"$R/sys/power/resume"
-VRAMSWAP_SYSROOT=$R VRAMSWAP_TEST_HOST_IS_VRAM=1 within 30 sleep hibernate
+fake_machine 24000000 0 disabled
+VRAMSWAP_SYSROOT=$FAKE_ROOT VRAMSWAP_TEST_HOST_IS_VRAM=1 within 30 sleep hibernate
 grep -q "gpu0: unresponsive" <<<"$ERR" || { show sleep; fail "sleep does not say that gpu0 does not answer"; }
 for l in $stripes; do swap_active "$l" || fail "sleep took $l off although its server does not answer"; done
 

@@ -46,6 +46,5 @@ info "stop takes the rest down"
 vs stop --dir "$DIR"
 expect_rc 0 "stop"
 ! swap_active "$first" || fail "$first is still swap"
-[ -z "$(loops_under "$BASE")" ] || fail "loop devices left: $(loops_under "$BASE")"
-[ -z "$(vramfs_mounts_under "$BASE")" ] || fail "mounts left: $(vramfs_mounts_under "$BASE")"
+nothing_left "after stop"
 echo PASS
