@@ -1,16 +1,33 @@
 # shellcheck shell=bash
-# vramswap-checks.sh: what "vramswap doctor" checks, and what "vramswap
-# sleep" decides with; sourced by vramswap for those commands.  Each check
-# prints one line, "ok", "warn" or "fail", its name and what it found, with
-# what to do where something is off.  The files it reads under /proc, /sys
-# and /dev are taken under SYSROOT (empty but for testing), the commands
-# from PATH.
+# vramswap-checks.sh: "vramswap doctor" and its checks, and what "vramswap
+# sleep" decides with; sourced by vramswap for those commands, after
+# vramswap-lib.sh, vramswap-state.sh and vramswap-status.sh (check_swaps
+# reads the records status shows).  Each check prints one line, "ok",
+# "warn" or "fail", its name and what it found, with what to do where
+# something is off.  The files it reads under /proc, /sys and /dev are
+# taken under SYSROOT (empty but for testing), the commands from PATH.
 
 DOCTOR_FAILS=0
 # report LEVEL CHECK TEXT
 report() {
   printf '%-4s  %-12s %s\n' "$1" "$2" "$3"
   [ "$1" != fail ] || DOCTOR_FAILS=$((DOCTOR_FAILS + 1))
+}
+
+# check_config: the configuration file, read by main (CONFIG_ERRORS).
+check_config() {
+  local line
+  if [ -z "$CONFIG_ERRORS" ]; then
+    if [ -f "$CONF" ]; then
+      report ok config "$CONF"
+    else
+      report ok config "no $CONF: the built-in defaults"
+    fi
+    return 0
+  fi
+  while IFS= read -r line; do
+    [ -z "$line" ] || report fail config "$line: start refuses the file until it is fixed"
+  done <<<"$CONFIG_ERRORS"
 }
 
 check_user() {
@@ -84,7 +101,7 @@ check_uring_param() {
 }
 
 check_gpus() {
-  local out index name free total any=''
+  local out index name free total any='' rc=0
   if [ "${SET[BACKEND]}" = host ]; then
     report ok gpu "backend host: the swap is in RAM, no GPU needed"
     return 0
@@ -96,7 +113,12 @@ check_gpus() {
     report fail gpu "nvidia-smi not found: install the NVIDIA driver (or use --backend host, which puts the swap in RAM)"
     return 0
   fi
-  if ! out=$(nvidia-smi --query-gpu=index,name,memory.free,memory.total --format=csv,noheader,nounits 2>&1); then
+  out=$(bounded_for "$GPU_TIMEOUT" nvidia-smi --query-gpu=index,name,memory.free,memory.total \
+    --format=csv,noheader,nounits 2>&1) || rc=$?
+  if [ "$rc" = 137 ]; then
+    report fail gpu "nvidia-smi did not answer within $GPU_TIMEOUT s: a GPU or its driver hangs (dmesg, nvidia-bug-report.sh)"
+    return 0
+  elif [ "$rc" != 0 ]; then
     report fail gpu "nvidia-smi cannot list the GPUs: $(one_line "$out")"
     return 0
   fi
@@ -155,8 +177,16 @@ check_memlock() {
   fi
 }
 
+# check_priorities: other swap against VRAM swap's priority: the lowest
+# that runs (check_swaps collected them), else PRIORITY.
 check_priorities() {
-  local dev _ prio vram_prio=$((10#${SET[PRIORITY]})) first=() others=() n=0
+  local dev _ prio vram_prio=$((10#${SET[PRIORITY]})) first=() others=() n=0 r p running=''
+  for r in "${!R_GPU[@]}"; do
+    for p in ${R_PRIOS[$r]}; do
+      if [ -z "$running" ] || [ "$p" -lt "$running" ]; then running=$p; fi
+    done
+  done
+  [ -z "$running" ] || vram_prio=$running
   if [ ! -r "$SYSROOT/proc/swaps" ]; then
     report warn priority "cannot read $SYSROOT/proc/swaps"
     return 0
@@ -176,13 +206,6 @@ check_priorities() {
   fi
 }
 
-joined_by() { # SEPARATOR WORD...
-  local sep=$1 out=''
-  shift
-  out=$(printf "%s$sep" "$@")
-  echo "${out%"$sep"}"
-}
-
 check_zswap() {
   local value=''
   read -r value 2>/dev/null <"$SYSROOT/sys/module/zswap/parameters/enabled" || true
@@ -193,13 +216,16 @@ check_zswap() {
 }
 
 # vram_swap_ids: the loop devices of VRAM swaps, their MAJ:MIN and the
-# UUIDs and labels of their swap signatures, one a line.
+# UUIDs of their swap signatures, one a line.  blkid reads the device,
+# through the daemon: under a deadline, and not at all where the daemon
+# does not answer.
 vram_swap_ids() {
   local dev
   for dev in "${!VRAM_LOOPS[@]}"; do
     echo "$dev"
     cat "/sys/block/${dev#/dev/}/dev" 2>/dev/null || true
-    blkid -s UUID -o value "$dev" 2>/dev/null || true
+    [ "${VRAM_LOOPS[$dev]}" != unresponsive ] || continue
+    bounded blkid -s UUID -o value "$dev" 2>/dev/null || true
   done
 }
 
@@ -290,13 +316,14 @@ check_swaps() {
     text+=")"
     case ${R_STATE[$r]} in
       active) report ok swap "$text" ;;
-      unprotected | unknown | no-swap) report warn swap "$text: ${R_ADVICE[$r]#gpu"${R_GPU[$r]}": }" ;;
+      unprotected | degraded | stopping | unknown | no-swap) report warn swap "$text: ${R_ADVICE[$r]#gpu"${R_GPU[$r]}": }" ;;
       *) report fail swap "$text: ${R_ADVICE[$r]#gpu"${R_GPU[$r]}": }" ;;
     esac
   done
 }
 
 cmd_doctor() {
+  check_config
   check_user
   check_fuse
   check_loop

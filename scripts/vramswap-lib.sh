@@ -1,6 +1,9 @@
 # shellcheck shell=bash
 # vramswap-lib.sh: shell functions shared by vramswap(8), the integration
-# tests and bench/run.  Sourced, never run; needs bash.
+# tests and bench/run: probes of mounts, loop devices, swap and the daemon,
+# each with a deadline where it can wait; teardown in the safe order; and
+# vramswap's settings, read from its configuration file.  Sourced, never
+# run; needs bash.
 #
 # Three rules hold for every function here:
 # - Whatever touches a vramfs mount runs under a deadline (bounded): a daemon
@@ -17,10 +20,64 @@
 # Seconds a probe of a mount may take before it is given up.
 : "${VRAMFS_PROBE_TIMEOUT:=5}"
 
-# bounded COMMAND...: COMMAND, killed after VRAMFS_PROBE_TIMEOUT seconds
-# (status 137 then).  SIGKILL, because a process waiting on a FUSE daemon
-# answers to nothing else.
-bounded() { timeout -s KILL "$VRAMFS_PROBE_TIMEOUT" "$@"; }
+# close_inherited: closes every descriptor above 2, in a subshell that runs
+# a command that may outlive its caller (a hung probe, a daemon): it must
+# hold no pipe whose reader waits for the end of it, and no lock.
+close_inherited() {
+  local f n
+  for f in /proc/"$BASHPID"/fd/*; do
+    n=${f##*/}
+    if [[ $n =~ ^[0-9]+$ ]] && [ "$n" -gt 2 ]; then eval "exec $n>&-"; fi
+  done
+}
+
+# bounded COMMAND...: COMMAND under a deadline of VRAMFS_PROBE_TIMEOUT
+# seconds (see bounded_for).
+bounded() { bounded_for "$VRAMFS_PROBE_TIMEOUT" "$@"; }
+
+# bounded_for SECONDS COMMAND...: COMMAND, killed after SECONDS (status 137
+# then).  SIGKILL, because a process waiting on a FUSE
+# daemon answers to nothing else.  And the caller is back two seconds after
+# the deadline whatever happens: a request that the daemon had taken before
+# it hung is waited for uninterruptibly, SIGKILL or not; such a process is
+# left behind holding none of the caller's descriptors.  Under
+# LC_ALL=C, since callers read its messages ("not connected"), which
+# another locale translates.  Standard input is /dev/null; the output comes
+# once COMMAND has ended (one stream where the caller gave standard output
+# and standard error the same file; standard output first otherwise) and
+# must hold no NUL byte.
+bounded_for() {
+  local limit=$1 fd out='' rc=137 err='' mode=direct
+  shift
+  if [ /proc/self/fd/1 -ef /proc/self/fd/2 ]; then
+    mode=merged
+  elif [ -p /proc/self/fd/2 ] || [ -S /proc/self/fd/2 ]; then
+    # A pipe: whoever reads it would wait for a process left behind.
+    mode='file'
+    err=$(mktemp "${TMPDIR:-/tmp}/vramfs-probe.XXXXXX") || return 1
+  fi
+  exec {fd}< <(
+    close_inherited
+    [ "$mode" = direct ] || exec 2>/dev/null
+    status=0
+    case $mode in
+      merged) LC_ALL=C timeout -s KILL "$limit" "$@" </dev/null 2>&1 || status=$? ;;
+      file) LC_ALL=C timeout -s KILL "$limit" "$@" </dev/null 2>"$err" || status=$? ;;
+      *) LC_ALL=C timeout -s KILL "$limit" "$@" </dev/null || status=$? ;;
+    esac
+    printf '\0%d\n' "$status"
+  )
+  if IFS= read -r -d '' -t $((limit + 2)) -u "$fd" out; then
+    IFS= read -r -t 1 -u "$fd" rc || rc=137
+    printf '%s' "$out"
+  fi
+  exec {fd}<&-
+  if [ -n "$err" ]; then
+    [ "$rc" = 137 ] || cat "$err" >&2
+    rm -f "$err"
+  fi
+  return "$rc"
+}
 
 # --- the mount table -----------------------------------------------------------
 
@@ -109,6 +166,16 @@ loops_under() {
     [[ $file != "$1/"* ]] || echo "$dev"
   done
   return 0
+}
+
+# loop_bytes /dev/loopN: the device's size in bytes (0 when it cannot be
+# read): its slice of the file, from sysfs, whoever asks and whatever the
+# daemon does.
+loop_bytes() {
+  local sectors=0
+  read -r sectors 2>/dev/null <"/sys/block/${1#/dev/}/size" || true
+  [[ $sectors =~ ^[0-9]+$ ]] || sectors=0
+  echo $((sectors * 512))
 }
 
 # loop_dio /dev/loopN: 1 when the device does direct I/O, 0 when not, '?'
@@ -204,6 +271,16 @@ alive() {
   [ "${stat%% *}" != Z ]
 }
 
+# process_start PID: when PID started (clock ticks after boot), which tells
+# it from a later process with the same number; fails when none runs.
+process_start() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  # Fields from the third on: the start time is the 22nd.
+  awk '{ print $20 }' <<<"$stat"
+}
+
 # wait_exit PID SECONDS: whether PID ended within SECONDS.
 wait_exit() {
   local i
@@ -246,10 +323,10 @@ daemon_pid() {
   daemon_pid_by_cmdline "$1"
 }
 
-# daemon_pid_by_cmdline MOUNTPOINT: a live process named vramfs with
-# MOUNTPOINT among its arguments; of a keeper and its server (failover),
-# the keeper, whose parent is no such process.
-daemon_pid_by_cmdline() {
+# vramfs_processes MOUNTPOINT: "PID PARENT" for each live process named
+# vramfs with MOUNTPOINT among its arguments, PARENT being 1 when the
+# parent is another of them (a keeper's server), 0 when not.
+vramfs_processes() {
   local proc arg pid ppid
   local -A found=()
   for proc in /proc/[0-9]*; do
@@ -264,11 +341,30 @@ daemon_pid_by_cmdline() {
   done
   for pid in "${!found[@]}"; do
     ppid=$(awk '{ print $4 }' "/proc/$pid/stat" 2>/dev/null) || continue
-    [ -n "${found[$ppid]:-}" ] && continue
-    echo "$pid"
-    return 0
+    echo "$pid $([ -n "${found[$ppid]:-}" ] && echo 1 || echo 0)"
   done
-  return 0
+}
+
+# daemon_pid_by_cmdline MOUNTPOINT: a live process named vramfs with
+# MOUNTPOINT among its arguments; of a keeper and its server (failover),
+# the keeper, whose parent is no such process.
+daemon_pid_by_cmdline() {
+  vramfs_processes "$1" | awk '$2 == 0 { print $1; exit }'
+}
+
+# server_pid_by_cmdline MOUNTPOINT: the process that serves MOUNTPOINT's
+# requests, found as daemon_pid_by_cmdline finds it: with failover the
+# keeper's server, the one whose parent is the keeper; else the daemon.
+server_pid_by_cmdline() {
+  vramfs_processes "$1" | sort -k2,2nr | awk 'NR == 1 { print $1 }'
+}
+
+# stopped PID: whether PID is stopped (SIGSTOP, or a debugger).
+stopped() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [[ ${stat%% *} == [tT] ]]
 }
 
 # unmount MOUNTPOINT: umount under a deadline, retried for 5 s while it is
@@ -386,4 +482,145 @@ teardown() {
     cgroup_remove "$item" || { echo "rmdir $item failed" >&2; rc=1; }
   done
   return "$rc"
+}
+
+# --- vramswap's settings: built-in defaults < configuration file < options ---------
+
+DEFAULT_DIR=/run/vramswap
+# Four loop devices per GPU: on the H100 machine the one-thread swap
+# workload gained 9-13% over one in both runs that compared them, and the
+# 8-thread one moved within the noise (docs/performance.md).
+DEFAULT_STRIPES=4 MAX_STRIPES=16
+# Crash survival (vramfs -o failover) unless --no-failover or FAILOVER=no.
+DEFAULT_FAILOVER=yes
+
+# Each check prints what is wrong and fails; empty output means valid.
+
+check_size() { # VALUE ALLOW_PERCENT
+  if [[ $1 =~ ^[0-9]+%$ ]]; then
+    [ "$2" = yes ] || { echo "a percentage is not allowed here"; return 1; }
+    local pct=${1%\%}
+    [[ $pct =~ ^0*([1-9][0-9]?|100)$ ]] || { echo "a percentage must be from 1% to 100%"; return 1; }
+    return 0
+  fi
+  [[ $1 =~ ^[0-9]+([KkMmGgTtPp](B|iB)?)?$ ]] ||
+    { echo "expected a size such as 4G, 512M or 50%"; return 1; }
+  [[ $1 =~ ^0+([^0-9]|$) ]] && { echo "must be greater than 0"; return 1; }
+  return 0
+}
+
+# check_number VALUE MIN MAX
+check_number() {
+  if [[ $1 =~ ^[0-9]+$ ]] && [ "${#1}" -le 6 ] && [ "$((10#$1))" -ge "$2" ] &&
+    [ "$((10#$1))" -le "$3" ]; then
+    return 0
+  fi
+  echo "expected a number from $2 to $3"
+  return 1
+}
+
+check_gpu() {
+  [ "$1" = all ] || [[ $1 =~ ^[0-9]{1,4}(,[0-9]{1,4})*$ ]] ||
+    { echo "expected a GPU index, indexes separated by commas, or all"; return 1; }
+}
+
+check_either() { # VALUE A B
+  [ "$1" = "$2" ] || [ "$1" = "$3" ] || { echo "expected $2 or $3"; return 1; }
+}
+
+check_dir() {
+  [[ $1 == /* ]] || { echo "expected an absolute path"; return 1; }
+  [[ $1 != *[$'\t\n']* ]] || { echo "a tab or a newline is not allowed in it"; return 1; }
+}
+
+CONFIG_KEYS="GPU SIZE PRIORITY DISCARD BACKEND CACHE STRIPES TRANSPORT QUEUE_DEPTH FAILOVER DIR"
+# FROM[KEY]: where a setting that is not the built-in default came from
+# ("FILE:LINE" or "--option"), for messages about settings that clash.
+declare -A SET=() FROM=()
+# settings_defaults: SET holds the built-in defaults, FROM nothing.
+settings_defaults() {
+  SET=([GPU]=all [SIZE]="" [PRIORITY]=100 [DISCARD]=no [BACKEND]=cuda
+       [CACHE]="" [DIR]=$DEFAULT_DIR [STRIPES]=$DEFAULT_STRIPES
+       [TRANSPORT]="" [QUEUE_DEPTH]="" [FAILOVER]=$DEFAULT_FAILOVER)
+  FROM=()
+}
+settings_defaults
+
+check_setting() { # KEY VALUE: prints the problem and fails
+  case $1 in
+    GPU) check_gpu "$2" ;;
+    SIZE) check_size "$2" yes ;;
+    CACHE) check_size "$2" no ;;
+    PRIORITY) check_number "$2" 0 32767 ;;
+    DISCARD) check_either "$2" yes no ;;
+    BACKEND) check_either "$2" cuda host ;;
+    STRIPES) check_number "$2" 1 "$MAX_STRIPES" ;;
+    TRANSPORT) check_either "$2" dev uring ;;
+    FAILOVER) check_either "$2" yes no ;;
+    # vramfs's own range (queue_depth=): a value it would refuse is refused
+    # here, before anything is made.
+    QUEUE_DEPTH) check_number "$2" 1 128 ;;
+    DIR) check_dir "$2" ;;
+  esac
+}
+
+# read_config FILE: KEY=value lines into SET and FROM; blank lines and
+# lines starting with # are ignored.  The file is parsed, never sourced: it
+# is read by root at boot.  A line that is not right is skipped, the lines
+# after it are still read, and read_config fails: CONFIG_ERRORS has one
+# line per bad line of the file, naming it and saying why, CONFIG_ERROR the
+# first.  start refuses such a file; stop and status must still work.
+CONFIG_ERROR='' CONFIG_ERRORS=''
+# shellcheck disable=SC2034 # SET, FROM and CONFIG_ERROR are vramswap's to read
+read_config() {
+  local file=$1 line key value n=0 problem error
+  CONFIG_ERROR='' CONFIG_ERRORS=''
+  # No file, or /dev/null: the built-in defaults.
+  if [ ! -e "$file" ] || [ "$file" = /dev/null ]; then return 0; fi
+  if [ ! -f "$file" ] || [ ! -r "$file" ]; then
+    CONFIG_ERROR="cannot read $file" CONFIG_ERRORS="cannot read $file"
+    return 1
+  fi
+  while IFS= read -r line || [ -n "$line" ]; do
+    n=$((n + 1))
+    line=${line%$'\r'}
+    line=${line#"${line%%[![:space:]]*}"}
+    line=${line%"${line##*[![:space:]]}"}
+    case $line in '' | '#'*) continue ;; esac
+    error=''
+    if [[ ! $line =~ ^([A-Za-z_][A-Za-z0-9_]*)[[:space:]]*=[[:space:]]*(.*)$ ]]; then
+      error="expected KEY=value: $line"
+    else
+      key=${BASH_REMATCH[1]} value=${BASH_REMATCH[2]}
+      if [[ $value =~ ^\"(.*)\"$ ]] || [[ $value =~ ^\'(.*)\'$ ]]; then
+        value=${BASH_REMATCH[1]}
+      fi
+      if [[ " $CONFIG_KEYS " != *" $key "* ]]; then
+        error="unknown key $key (known: $CONFIG_KEYS)"
+      # An empty value means the built-in default.
+      elif [ -n "$value" ] && ! problem=$(check_setting "$key" "$value"); then
+        error="bad $key value '$value': $problem"
+      elif [ -n "$value" ]; then
+        SET[$key]=$value
+        FROM[$key]=$file:$n
+      fi
+    fi
+    [ -n "$error" ] || continue
+    [ -n "$CONFIG_ERROR" ] || CONFIG_ERROR="$file:$n: $error"
+    CONFIG_ERRORS+="$file:$n: $error"$'\n'
+  done <"$file"
+  [ -z "$CONFIG_ERROR" ]
+}
+
+# size_bytes SIZE: SIZE (a size that check_size takes) in bytes; nothing
+# for a percentage, whose bytes only vramfs knows, or for no size.
+size_bytes() {
+  local n unit
+  [[ $1 =~ ^([0-9]+)([KkMmGgTtPp]?)(B|iB)?$ ]] || return 0
+  n=$((10#${BASH_REMATCH[1]})) unit=${BASH_REMATCH[2]^^}
+  case $unit in
+    K) n=$((n << 10)) ;; M) n=$((n << 20)) ;; G) n=$((n << 30)) ;;
+    T) n=$((n << 40)) ;; P) n=$((n << 50)) ;;
+  esac
+  echo "$n"
 }

@@ -60,7 +60,7 @@ requires_swap() {
 # What every test that swaps through vramfs needs.
 requires_swap_machine() { requires_root; requires_fuse; requires_loop; requires_swap; }
 requires_gpu() {
-  if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
+  if ! command -v nvidia-smi >/dev/null || ! bounded_for 30 nvidia-smi -L >/dev/null 2>&1; then
     skip_optional "no NVIDIA GPU here"
   fi
 }

@@ -1,13 +1,14 @@
 #!/bin/bash
 # Every shell script of the project is shellcheck-clean (shellcheck -x, so
-# that what each sources is checked with it).
+# that what each sources is checked with it).  The files of vramswap's
+# commands are checked each on its own, as it is read.
 : "${TESTS_DIR:=$(cd "$(dirname "$0")" && pwd)}"
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 command -v shellcheck >/dev/null || skip "shellcheck is not installed"
 
 cd "$TESTS_DIR/.."
-scripts=(scripts/vramswap.in scripts/vramswap-lib.sh scripts/vramswap-checks.sh scripts/install-deps
+scripts=(scripts/vramswap.in scripts/vramswap-*.sh scripts/install-deps
   bench/run bench/sweep .ci/run .ci/package debian/vramfs.postinst debian/vramfs.postrm
   tests/run-gpu tests/functions.sh tests/vramswap_functions.sh tests/no-check.sh tests/test-*.sh)
 shellcheck -x "${scripts[@]}" || fail "shellcheck finds the problems above"

@@ -15,19 +15,10 @@ requires_swap_machine
 
 # shellcheck source=tests/vramswap_functions.sh
 . "$TESTS_DIR/vramswap_functions.sh"
-R=$BASE/root
-mkdir -p "$R/proc/driver/nvidia" "$R/sys/power" "$R/run" "$BASE/bin"
+R=$FAKE_ROOT
 export VRAMSWAP_SYSROOT=$R PATH=$BASE/bin:$PATH
 printf 'BACKEND=host\nSIZE=256M\nDIR=%s\n' "$DIR" >"$BASE/sleep.conf"
 export VRAMSWAP_CONF=$BASE/sleep.conf
-machine() { # MEMAVAILABLE_KIB PRESERVE NVIDIA_SUSPEND RESUME
-  printf 'MemTotal: 24000000 kB\nMemAvailable: %s kB\nSwapFree: 0 kB\n' "$1" >"$R/proc/meminfo"
-  printf 'PreserveVideoMemoryAllocations: %s\n' "$2" >"$R/proc/driver/nvidia/params"
-  printf '#!/bin/bash\necho %s\n' "$3" >"$BASE/bin/systemctl"
-  chmod +x "$BASE/bin/systemctl"
-  echo "root=/dev/sda1${4:+ resume=$4}" >"$R/proc/cmdline"
-  echo 0:0 >"$R/sys/power/resume"
-}
 active() { swap_active "$(loops_under "$DIR/gpu0" | head -n 1)"; }
 
 vs start --priority 7 --stripes 2
@@ -47,7 +38,7 @@ unlimit_cgroup "$CG"
 info "$((used / 1024)) MiB in the swap"
 
 info "RAM survives suspend: kept"
-machine 24000000 0 disabled
+fake_machine 24000000 0 disabled
 vs sleep suspend
 expect_rc 0 "sleep suspend, host backend"
 grep -q "gpu0: its memory survives suspend: kept" <<<"$OUT" || { show sleep; fail "a host swap was not kept"; }
@@ -55,7 +46,7 @@ active || fail "the host swap went off for a suspend"
 export VRAMSWAP_TEST_HOST_IS_VRAM=1
 
 info "GPU memory that does not survive, and RAM too small for its pages: suspend refused"
-machine $((used / 2)) 0 disabled
+fake_machine $((used / 2)) 0 disabled
 vs sleep suspend
 expect_rc 1 "sleep suspend, pages do not fit"
 grep -Eq "^vramswap: refusing to suspend: GPU memory does not survive it here \(the NVIDIA driver does not preserve it: see vramswap doctor\), and the [0-9]+ MiB in VRAM swap do not fit in the [0-9]+ MiB of RAM available" <<<"$ERR" ||
@@ -64,18 +55,18 @@ active || fail "a refused suspend took the swap off"
 [ ! -e "$R/run/vramswap.sleep" ] || fail "a refused suspend left a record for wake"
 
 info "the driver preserves GPU memory (PreserveVideoMemoryAllocations=1, nvidia-suspend.service): kept"
-machine $((used / 2)) 1 enabled
+fake_machine $((used / 2)) 1 enabled
 vs sleep suspend
 expect_rc 0 "sleep suspend, memory preserved"
 grep -q "gpu0: its memory survives suspend: kept" <<<"$OUT" || { show sleep; fail "preserved GPU memory was not kept"; }
 active || fail "the swap went off although the driver preserves it"
 info "... PreserveVideoMemoryAllocations=1 without nvidia-suspend.service is not enough"
-machine $((used / 2)) 1 disabled
+fake_machine $((used / 2)) 1 disabled
 vs sleep suspend
 expect_rc 1 "sleep suspend, Preserve=1, nvidia-suspend disabled, pages do not fit"
 
 info "hibernation with its resume device on a VRAM swap: refused"
-machine 24000000 1 enabled "LABEL=vramswap-gpu0"
+fake_machine 24000000 1 enabled "LABEL=vramswap-gpu0"
 vs sleep hibernate
 expect_rc 1 "sleep hibernate, resume= on VRAM swap"
 grep -q "^vramswap: refusing to hibernate: the kernel command line's resume=LABEL=vramswap-gpu0 is a VRAM swap" <<<"$ERR" ||
@@ -83,7 +74,7 @@ grep -q "^vramswap: refusing to hibernate: the kernel command line's resume=LABE
 active || fail "a refused hibernation took the swap off"
 
 info "hibernation, room in RAM: the swap goes off; wake starts it again as it was"
-machine 24000000 1 enabled
+fake_machine 24000000 1 enabled
 vs sleep hibernate
 expect_rc 0 "sleep hibernate"
 echo "$OUT"

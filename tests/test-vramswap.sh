@@ -375,11 +375,11 @@ expect_rc 0 "start for the unresponsive test"
 LOOP=$(loop_of 0)
 STOPPED_DAEMON=$(daemon_pid "$DIR/gpu0")
 kill -STOP "$STOPPED_DAEMON"
-expect_broken 0 unresponsive "gpu0: the vramfs daemon does not answer" "$LOOP"
+expect_broken 0 unresponsive "gpu0: the vramfs server $STOPPED_DAEMON does not answer" "$LOOP"
 vs stop --dir "$DIR"
 expect_rc 1 "stop with an unresponsive daemon"
 echo "$ERR"
-grep -Eq "gpu0: the vramfs daemon $STOPPED_DAEMON does not answer.*swapoff would wait on it" <<<"$ERR" ||
+grep -Eq "gpu0: the vramfs server $STOPPED_DAEMON does not answer.*swapoff would wait on it" <<<"$ERR" ||
   fail "stop does not say why it refused"
 swap_active "$LOOP" || fail "stop turned the swap off although the daemon does not answer"
 info "... and without swap: status and stop still end, within their deadlines"
@@ -395,7 +395,7 @@ OUT=$(cat "$BASE/out") ERR=$(cat "$BASE/err")
 [ "$RC" != 124 ] || fail "stop hangs on a daemon that does not answer"
 [ "$SECONDS" -lt 40 ] || fail "status and stop took $SECONDS s on a stopped daemon"
 expect_rc 1 "stop, a stopped daemon without swap"
-grep -q "gpu0: the vramfs daemon $STOPPED_DAEMON does not answer .*nothing is swapped to it" <<<"$ERR" ||
+grep -q "gpu0: the vramfs server $STOPPED_DAEMON does not answer .*nothing is swapped to it" <<<"$ERR" ||
   { show stop; fail "stop does not say why it left the stopped daemon"; }
 is_mounted "$DIR/gpu0" || fail "stop unmounted a daemon that does not answer"
 kill -CONT "$STOPPED_DAEMON"

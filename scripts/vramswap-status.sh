@@ -1,0 +1,263 @@
+# shellcheck shell=bash
+# vramswap-status.sh: "vramswap status", "status --json" and "metrics": the
+# records of vramswap-state.sh as a table, as one JSON object, and in the
+# Prometheus text format.  Sourced by vramswap after vramswap-lib.sh and
+# vramswap-state.sh.
+
+# joined SEPARATOR LIST: the blank-separated words of LIST joined by
+# SEPARATOR, or '-'.
+joined() {
+  local words
+  read -r -a words <<<"$2"
+  local IFS=$1
+  if [ "${#words[@]}" -eq 0 ]; then echo -; else echo "${words[*]}"; fi
+}
+
+# hit_rate R: the cache's hit rate of record R as a percentage, or nothing.
+hit_rate() {
+  local hits=${R_HITS[$1]} misses=${R_MISSES[$1]}
+  if [ -n "$hits" ] && [ -n "$misses" ] && [ $((hits + misses)) -gt 0 ]; then
+    echo "$((hits * 100 / (hits + misses)))"
+  fi
+}
+
+status_table() {
+  local r f row wm=10 wl=10 rows=() dios rate
+  for r in "${!R_GPU[@]}"; do
+    # One DIO value when every stripe agrees.
+    dios=$(tr ' ' '\n' <<<"${R_DIOS[$r]}" | sort -u | sed '/^$/d' | xargs)
+    [[ $dios == *" "* ]] && dios=${R_DIOS[$r]}
+    rate=$(hit_rate "$r")
+    rows+=("${R_GPU[$r]}|${R_BACKEND[$r]:--}|${R_MNT[$r]}|$(joined , "${R_LOOPS[$r]}")|$(joined , "$dios")|$(iec "${R_SIZE[$r]:--}")|$(iec "${R_USED[$r]:--}")|$(joined , "${R_PRIOS[$r]}")|$(iec "${R_HELD[$r]:--}")|${rate:--}${rate:+%}|${R_ERRORS[$r]:--}|${R_RESTARTS[$r]:--}|${R_STATE[$r]}")
+  done
+  for row in "${rows[@]}"; do
+    IFS='|' read -r -a f <<<"$row"
+    [ "${#f[2]}" -le "$wm" ] || wm=${#f[2]}
+    [ "${#f[3]}" -le "$wl" ] || wl=${#f[3]}
+  done
+  local fmt="%-4s %-8s %-${wm}s %-${wl}s %-3s %6s %6s %5s %6s %5s %6s %8s %s\n"
+  # shellcheck disable=SC2059 # the format is built above
+  printf "$fmt" GPU BACKEND MOUNTPOINT LOOP DIO SIZE USED PRIO HELD HITS ERRORS RESTARTS STATE
+  for row in "${rows[@]}"; do
+    IFS='|' read -r -a f <<<"$row"
+    # shellcheck disable=SC2059
+    printf "$fmt" "${f[@]}"
+  done
+  if printf '%s' "${R_ADVICE[@]}" | grep -q .; then
+    echo
+    for r in "${!R_ADVICE[@]}"; do
+      [ -z "${R_ADVICE[$r]}" ] || echo "${R_ADVICE[$r]}"
+    done
+  fi
+}
+
+# --- JSON ---
+
+# json_str TEXT: TEXT as a JSON string.
+json_str() {
+  local s=$1 out='' c i code
+  s=${s//\\/\\\\}
+  s=${s//\"/\\\"}
+  s=${s//$'\n'/\\n}
+  s=${s//$'\t'/\\t}
+  s=${s//$'\r'/\\r}
+  # Any other control character, as \u00XX.
+  if [[ $s == *[$'\x01'-$'\x1f']* ]]; then
+    for ((i = 0; i < ${#s}; i++)); do
+      c=${s:i:1}
+      if [[ $c == [$'\x01'-$'\x1f'] ]]; then
+        printf -v code '\\u%04x' "'$c"
+        out+=$code
+      else
+        out+=$c
+      fi
+    done
+    s=$out
+  fi
+  printf '"%s"' "$s"
+}
+
+# json_value TEXT: a number as a JSON number, nothing as null, else a string.
+json_value() {
+  if [ -z "$1" ]; then
+    printf null
+  elif [[ $1 =~ ^-?(0|[1-9][0-9]*)$ ]]; then
+    printf '%s' "$1"
+  else
+    json_str "$1"
+  fi
+}
+
+# json_list LIST: the blank-separated words of LIST as a JSON array.
+json_list() {
+  local sep='' w words
+  read -r -a words <<<"$1"
+  printf '['
+  for w in ${words[@]+"${words[@]}"}; do printf '%s' "$sep"; json_value "$w"; sep=', '; done
+  printf ']'
+}
+
+# status_json [ERROR]: every record as one JSON object; ERROR (a sentence)
+# says what kept status from seeing everything.
+status_json() {
+  local r sep='' key value ssep rate
+  printf '{"version": 1, "vramswap": %s, "active": %s, "error": %s, "swaps": [' \
+    "$(json_str "$VERSION")" "$ACTIVE" "$(json_value "${1:-}")"
+  for r in "${!R_GPU[@]}"; do
+    rate=$(hit_rate "$r")
+    printf '%s\n  {"gpu": %s, "backend": %s, "mountpoint": %s, "loops": %s, "dio": %s,' "$sep" \
+      "${R_GPU[$r]}" "$(json_value "${R_BACKEND[$r]}")" "$(json_str "${R_MNT[$r]}")" \
+      "$(json_list "${R_LOOPS[$r]}")" "$(json_list "${R_DIOS[$r]}")"
+    printf ' "size_bytes": %s, "used_bytes": %s, "priority": %s, "held_bytes": %s,' \
+      "$(json_value "${R_SIZE[$r]}")" "$(json_value "${R_USED[$r]}")" \
+      "$(json_list "${R_PRIOS[$r]}")" "$(json_value "${R_HELD[$r]}")"
+    printf ' "hit_rate_percent": %s, "errors": %s, "failover": %s, "restarts": %s,' \
+      "$(json_value "$rate")" "$(json_value "${R_ERRORS[$r]}")" \
+      "$(case ${R_FAILOVER[$r]} in 1) echo true ;; 0) echo false ;; *) echo null ;; esac)" \
+      "$(json_value "${R_RESTARTS[$r]}")"
+    printf ' "state": %s, "advice": %s, "stats": {' "$(json_str "${R_STATE[$r]}")" \
+      "$(json_value "${R_ADVICE[$r]}")"
+    ssep=''
+    while read -r key value; do
+      [ -n "$key" ] || continue
+      printf '%s%s: %s' "$ssep" "$(json_str "$key")" "$(json_value "$value")"
+      ssep=', '
+    done <<<"${R_STATS[$r]}"
+    printf '}}'
+    sep=,
+  done
+  [ -z "$sep" ] || echo
+  printf ']}\n'
+}
+
+# --- the Prometheus text format (node_exporter's textfile collector) ---
+
+# prom_label TEXT: TEXT escaped for a label value.
+prom_label() {
+  local s=${1//\\/\\\\}
+  s=${s//\"/\\\"}
+  printf '%s' "${s//$'\n'/\\n}"
+}
+
+# metric NAME TYPE HELP FIELD: one family, a sample for each record whose
+# FIELD (an R_ array, or a .stats key as stats:KEY) is known.
+metric() {
+  local name=$1 type=$2 help=$3 field=$4 r value ref
+  printf '# HELP %s %s\n# TYPE %s %s\n' "$name" "$help" "$name" "$type"
+  for r in "${!R_GPU[@]}"; do
+    case $field in
+      stats:*) value=$(awk -v k="${field#stats:}" '$1 == k { print $2 }' <<<"${R_STATS[$r]}") ;;
+      hit_ratio)
+        value=
+        if [ -n "$(hit_rate "$r")" ]; then
+          value=$(awk -v h="${R_HITS[$r]}" -v m="${R_MISSES[$r]}" 'BEGIN { printf "%.4f", h / (h + m) }')
+        fi
+        ;;
+      *) ref="${field}[$r]"; value=${!ref} ;;
+    esac
+    [[ $value =~ ^[0-9]+(\.[0-9]+)?$ ]] || continue
+    printf '%s{%s} %s\n' "$name" "$(labels "$r")" "$value"
+  done
+}
+
+labels() { # R
+  printf 'gpu="%s",backend="%s",mountpoint="%s"' "${R_GPU[$1]}" \
+    "$(prom_label "${R_BACKEND[$1]:-unknown}")" "$(prom_label "${R_MNT[$1]}")"
+}
+
+# metrics_text UP: every family; UP is 1 when every instance could be read.
+metrics_text() {
+  local r state
+  printf '# HELP vramswap_up Whether vramswap could read every VRAM swap (0: see its error, such as not being root).\n'
+  printf '# TYPE vramswap_up gauge\nvramswap_up %s\n' "$1"
+  printf '# HELP vramswap_active Number of VRAM swaps that take pages.\n'
+  printf '# TYPE vramswap_active gauge\nvramswap_active %s\n' "$ACTIVE"
+  metric vramswap_size_bytes gauge "Size of the swap: of its stripes that are swap." R_SIZE
+  metric vramswap_used_bytes gauge "Bytes in the swap now." R_USED
+  metric vramswap_held_bytes gauge "Device memory the daemon holds (VRAM, or RAM with the host backend)." R_HELD
+  metric vramswap_reads_total counter "Read requests served." stats:reads
+  metric vramswap_writes_total counter "Write requests served." stats:writes
+  metric vramswap_read_bytes_total counter "Bytes read." stats:read_bytes
+  metric vramswap_write_bytes_total counter "Bytes written." stats:write_bytes
+  metric vramswap_errors_total counter "Requests answered with an I/O error." stats:errors
+  metric vramswap_cache_hits_total counter "Cache hits, per block." stats:cache_hits
+  metric vramswap_cache_misses_total counter "Cache misses, per block." stats:cache_misses
+  metric vramswap_cache_hit_ratio gauge "Cache hits over hits and misses since the mount." hit_ratio
+  metric vramswap_failover gauge "1 when a keeper replaces a server that dies (vramfs -o failover)." stats:failover
+  metric vramswap_keeper_alive gauge "1 while the failover keeper runs." stats:keeper_alive
+  metric vramswap_restarts_total counter "Servers started to replace a dead one." stats:restarts
+  metric vramswap_last_takeover_milliseconds gauge "How long the last takeover took." stats:last_takeover_ms
+  printf '# HELP vramswap_state The state of each VRAM swap: 1 for the state it is in (see vramswap(8)).\n'
+  printf '# TYPE vramswap_state gauge\n'
+  for r in "${!R_GPU[@]}"; do
+    for state in $STATES; do
+      printf 'vramswap_state{%s,state="%s"} %s\n' "$(labels "$r")" "$state" \
+        "$([ "$state" = "${R_STATE[$r]}" ] && echo 1 || echo 0)"
+    done
+  done
+}
+
+cmd_status() {
+  local error=
+  # The daemons' counters, and with them whether a daemon answers, are
+  # readable by root only (the mounts are not allow_other).
+  if [ "$(id -u)" != 0 ]; then
+    error="not root: each daemon's .stats, which says whether it answers, is readable by root only (/proc/swaps shows the swap itself)"
+    [ "${FLAG[JSON]:-}" = yes ] || die "status needs root: ${error#not root: }"
+  fi
+  collect_all
+  if [ "${FLAG[JSON]:-}" = yes ]; then
+    status_json "$error"
+    [ -z "$error" ] || die "status: $error"
+  elif [ "${#R_GPU[@]}" -eq 0 ]; then
+    echo "no VRAM swap under ${DIRS[*]}"
+    return "$EX_NONE"
+  else
+    status_table
+  fi
+  [ "$ACTIVE" -gt 0 ] || return "$EX_NONE"
+  return 0
+}
+
+# metrics_target FILE: where --output FILE is written: FILE, or the target
+# of the symbolic link FILE (which stays a link); a folder is refused.
+metrics_target() {
+  local target=$1
+  [ ! -L "$target" ] || target=$(readlink -m -- "$target")
+  [ ! -d "$target" ] || die "metrics: $1 is a folder; --output names a file"
+  echo "$target"
+}
+
+# write_metrics FILE UP: the metrics into FILE (from metrics_target).  A
+# regular file, or none yet, is written beside it and renamed over it, so
+# that the collector never reads half a file; anything else (a device, a
+# FIFO) is written in place: renaming over it would replace it.
+write_metrics() {
+  local file=$1 tmp
+  if [ -e "$file" ] && [ ! -f "$file" ]; then
+    metrics_text "$2" >"$file" || die "metrics: cannot write $file"
+    return 0
+  fi
+  tmp=$(mktemp "$file.XXXXXX" 2>/dev/null) || die "metrics: cannot write beside $file"
+  if ! metrics_text "$2" >"$tmp" || ! chmod 644 "$tmp" || ! mv -f "$tmp" "$file"; then
+    rm -f "$tmp"
+    die "metrics: cannot write $file"
+  fi
+}
+
+cmd_metrics() {
+  local error='' up=1 out=${FLAG[OUTPUT]:-}
+  [ -z "$out" ] || out=$(metrics_target "$out")
+  if [ "$(id -u)" != 0 ]; then
+    error="not root: each daemon's .stats is readable by root only; vramswap_up is 0"
+    up=0
+  fi
+  collect_all
+  if [ -z "$out" ]; then
+    metrics_text "$up"
+  else
+    write_metrics "$out" "$up"
+  fi
+  [ -z "$error" ] || die "metrics: $error"
+  return 0
+}
