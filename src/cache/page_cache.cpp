@@ -91,7 +91,8 @@ void page_cache::take_over_lines() {
       // what it left must still satisfy the invariants.  A line of a block
       // without data belongs to a write that was never acknowledged (its
       // bit is set before the answer): the kernel sends that write again.
-      if (l.block != no_block && (l.block >= extents_.blocks() || !extents_.has_data(l.block)))
+      if (l.block != no_block &&
+          (l.block >= extents_.blocks() || !extents_.has_data(l.block) || past_end(l.block)))
         l.block = no_block;
       if (l.block == no_block) l.valid = l.dirty = 0;
       l.dirty &= l.valid;
@@ -108,9 +109,13 @@ page_cache::~page_cache() {
 }
 
 uint64_t page_cache::block_bytes(uint64_t block) const {
+  // The size is a whole number of blocks but at max_size(), whose last
+  // block may be short: that is the only short one.
   uint64_t start = block * block_size_;
-  return std::min(block_size_, store_.size() - start);
+  return std::min(block_size_, store_.max_size() - start);
 }
+
+bool page_cache::past_end(uint64_t block) const { return block * block_size_ >= store_.size(); }
 
 uint64_t page_cache::full_mask(uint64_t block) const {
   uint64_t sectors = (block_bytes(block) + sector_size_ - 1) / sector_size_;
@@ -244,6 +249,7 @@ int page_cache::read_block(store_channel &ch, uint64_t block, size_t in_block, s
   set_state &set = sets_[set_index(block)];
   std::unique_lock lock(locks_[set_index(block)].mutex);
   if (store_.failed()) return -EIO;
+  if (past_end(block)) return -EINVAL;  // a shrink got here first
   if (line_state *l = find(set, block)) {
     uint64_t missing = sector_mask(in_block, len) & ~l->valid;
     if (missing) {
@@ -286,6 +292,7 @@ int page_cache::write_block(store_channel &ch, uint64_t block, size_t in_block,
   set_state &set = sets_[set_index(block)];
   std::lock_guard lock(locks_[set_index(block)].mutex);
   if (store_.failed()) return -EIO;
+  if (past_end(block)) return -EINVAL;  // a shrink got here first
   bool has_data = extents_.has_data(block);
   line_state *l = find(set, block);
   if (l) {
@@ -408,12 +415,84 @@ int page_cache::preallocate(uint64_t offset, uint64_t len) {
   if (offset > store_.size() || len > store_.size() - offset) return -EINVAL;
   if (!store_.lazy()) return 0;  // reserved mode holds all its memory
   std::lock_guard lazy(lazy_mutex_);
+  // Again under the mutex a shrink gives memory back under: never back a
+  // chunk past the end it just set.
+  if (offset + len > store_.size()) return -EINVAL;
   if (int err = store_.ensure_backed(offset, len)) return err;
   // Mark the blocks, so that a discard elsewhere in their chunks does not
   // give the memory back that this call promised.
   for (uint64_t b = offset / block_size_; b * block_size_ < offset + len; ++b)
     extents_.set_preallocated(b);
   return 0;
+}
+
+int page_cache::resize(uint64_t new_size, const std::function<void(uint64_t)> &record) {
+  std::lock_guard resizing(resize_mutex_);
+  uint64_t old = store_.size();
+  if (new_size == old) return 0;
+  if (new_size > store_.max_size()) return -EFBIG;
+  if (new_size % block_size_ && new_size != store_.max_size()) return -EINVAL;
+  if (new_size > old) {
+    // Reserved mode: all of the new part's memory now, or none of it.  In
+    // lazy mode the writes take it.  The chunk the old end lies in is held
+    // already (or, lazy, taken by its first write).
+    if (!store_.lazy()) {
+      if (int err = store_.ensure_backed(old, new_size - old)) {
+        release_past(old);
+        return err;
+      }
+    }
+    record(new_size);
+    store_.set_size(new_size);
+    return 0;
+  }
+  // Lower first: from now on no request takes a block past the new end
+  // (each looks under its set's mutex); then each set lets go of them.
+  record(new_size);
+  store_.set_size(new_size);
+  drop_blocks(new_size / block_size_, (old + block_size_ - 1) / block_size_);
+  release_past(new_size);
+  return 0;
+}
+
+void page_cache::settle_size(uint64_t size) {
+  store_.set_size(std::min(size, store_.max_size()));
+  drop_blocks((store_.size() + block_size_ - 1) / block_size_, extents_.blocks());
+  release_past(store_.size());
+}
+
+void page_cache::drop_blocks(uint64_t first, uint64_t end) {
+  uint64_t blocks = std::min(end, extents_.blocks());
+  if (first >= blocks) return;
+  for (uint64_t s = 0; s < set_count_; ++s) {
+    std::lock_guard lock(locks_[s].mutex);
+    // A read miss that began before the size fell may still copy without
+    // the mutex: the memory must outlive it.
+    const std::atomic<uint32_t> &readers = locks_[s].unlocked_readers;
+    while (readers.load(std::memory_order_acquire)) std::this_thread::yield();
+    for (line_state &l : sets_[s].lines)
+      if (l.block != no_block && l.block >= first && l.block < blocks) {
+        if (l.dirty) dirty_.fetch_sub(1, std::memory_order_relaxed);
+        l = line_state{no_block, 0, 0, 0};
+      }
+    // This set's blocks past the end: first, then every set_count_-th.
+    uint64_t b = first + (s + set_count_ - first % set_count_) % set_count_;
+    for (; b < blocks; b += set_count_) extents_.clear(b);
+  }
+}
+
+void page_cache::release_past(uint64_t size) {
+  uint64_t chunk = store_.chunk_size();
+  uint64_t keep = (size + chunk - 1) / chunk * chunk;
+  std::lock_guard lazy(lazy_mutex_);
+  // The chunk the end lies in holds data below it, unless (lazy mode) its
+  // blocks below the end were discarded: then it goes too.
+  if (store_.lazy() && keep > size) {
+    uint64_t start = keep - chunk;
+    if (extents_.range_unused(start / block_size_, (size - start + block_size_ - 1) / block_size_))
+      keep = start;
+  }
+  if (keep < store_.max_size()) store_.release(keep, store_.max_size() - keep);
 }
 
 int page_cache::flush(store_channel &ch) {

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -50,6 +51,13 @@ struct stats;
 // reply, taking no line; a 4K swap-out is a copy into a line, acknowledged
 // at once.  A write-back thread copies dirty sectors to the store in the
 // background, a set at a time, so that writes rarely wait for a line.
+//
+// The file's size may change (resize): blocks at or past size() are never
+// cached, hold no extent bit, and are refused to requests that find them
+// under their set's mutex.  A shrink lowers the size first, then clears
+// every set of the blocks past it (waiting for a set's unlocked readers),
+// and gives their memory back last; a grow takes the memory first and
+// raises the size last.
 //
 // The sets' state (set_state) is plain data that may live in memory shared
 // with a successor process (a restarted server): nothing in it points into
@@ -108,6 +116,21 @@ class page_cache {
   int preallocate(uint64_t offset, uint64_t len);
   // Writes back every sector that was dirty when it was called.
   int flush(store_channel &ch);
+  // Changes the file's size (truncate), within the store's max_size().
+  // Growing takes the memory of the new part first (reserved mode; -ENOSPC
+  // when there is not that much, and nothing changed); shrinking drops the
+  // data past the new end, which reads as zeros if the file grows again,
+  // and gives back every chunk wholly past it.  -EINVAL for a size that is
+  // not a whole number of blocks (max_size() always is one), -EFBIG past
+  // max_size().  `record` is called with the new size before it takes
+  // effect, so that a successor finds it (mount_state::file_size): a
+  // successor's settle_size() finishes or undoes what a death cut short.
+  int resize(uint64_t new_size, const std::function<void(uint64_t)> &record);
+  // After a takeover: makes the cache, the extent map and the store's
+  // memory agree with `size`, the size the dead server recorded (its
+  // resize may have been cut short): nothing cached or held past it.
+  // Before any thread serves.
+  void settle_size(uint64_t size);
   // Takes the shared lines over as a dead predecessor left them: drops
   // what belongs to writes it never acknowledged, counts the dirty lines.
   // The constructor does it, unless told to leave it for later.
@@ -156,6 +179,13 @@ class page_cache {
   int write_block(store_channel &ch, uint64_t block, size_t in_block, const std::byte *src,
                   size_t len);
   void drop_block(uint64_t block);
+  // Drops every line and extent bit of blocks [first, end), a set at a
+  // time, under its mutex, after the set's unlocked readers.
+  void drop_blocks(uint64_t first, uint64_t end);
+  // Gives back the chunks wholly past `size`, and in lazy mode the one it
+  // ends in when that holds no data.
+  void release_past(uint64_t size);
+  bool past_end(uint64_t block) const;
   void writeback_loop();
 
   block_store &store_;
@@ -176,6 +206,9 @@ class page_cache {
   // Lazy mode: orders backing a chunk and setting a block's bit against
   // checking a chunk empty and giving it back.
   std::mutex lazy_mutex_;
+  // One resize at a time (the kernel sends one, but a resent one may meet
+  // its own replay).  Taken before any set mutex.
+  std::mutex resize_mutex_;
 
   std::thread writeback_thread_;
   std::unique_ptr<store_channel> writeback_channel_;

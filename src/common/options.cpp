@@ -85,6 +85,13 @@ std::optional<std::string> apply_option(const std::string &item, options *o,
     if (!spec.is_percent() && spec.bytes % (4 * KiB))
       return "invalid size=" + value + ": must be a multiple of 4K (the page size of swap)";
     o->size = spec;
+  } else if (key == "max_size") {
+    if (auto e = need_value()) return e;
+    size_spec spec;
+    if (auto err = parse_size(value, true, &spec)) return "invalid max_size=" + value + ": " + *err;
+    if (!spec.is_percent() && spec.bytes % (4 * KiB))
+      return "invalid max_size=" + value + ": must be a multiple of 4K (the page size of swap)";
+    o->max_size = spec;
   } else if (key == "reserve") {
     if (auto e = need_value()) return e;
     size_spec spec;
@@ -239,7 +246,8 @@ std::optional<std::string> failover_unsupported(const options &opts) {
   if (opts.transport == transport_kind::uring)
     return std::string("needs transport=dev: requests in flight on FUSE over io_uring cannot be "
                        "handed to a new server");
-  // The keeper keeps host memory resident by mapping it whole.
+  // Not offered: RAM is cheap to hold, and nothing tests a lazy host
+  // store whose chunks the keeper keeps.
   if (opts.backend == backend_kind::host && opts.lazy)
     return std::string("backend=host with failover holds all of its memory: lazy is not "
                        "supported with it");
@@ -353,6 +361,12 @@ std::optional<std::string> parse_command_line(int argc, const char *const *argv,
   o->mountpoint = positional.back();
   if (o->mountpoint.empty()) return "the mountpoint is an empty string";
 
+  // Both in bytes: known now.  (A percentage is resolved by the backend,
+  // which checks the same.)
+  if (o->size && o->max_size && !o->size->is_percent() && !o->max_size->is_percent() &&
+      o->max_size->bytes < o->size->bytes)
+    return "max_size=" + format_size(o->max_size->bytes) + " is smaller than size=" +
+           format_size(o->size->bytes);
   if (o->cache < o->block * 8) {
     if (cache_given)
       return "cache=" + format_size(o->cache) + " is too small for block=" +
@@ -371,6 +385,8 @@ std::string usage_text(const char *program) {
                      "vramfs options:\n"
                      "    -o size=SIZE        size of the file: bytes, K/M/G/T, or N% of the\n"
                      "                        backend's memory (cuda default: free VRAM minus reserve)\n"
+                     "    -o max_size=SIZE    the most the file may be truncated up to while\n"
+                     "                        mounted (default: its size); it shrinks too\n"
                      "    -o reserve=SIZE     VRAM left free when size is not given (default 512M)\n"
                      "    -o backend=NAME     cuda (GPU memory) or host (RAM; for machines without\n"
                      "                        a GPU and for testing); default " +

@@ -39,6 +39,10 @@ struct options {
   std::string source;      // what mount(8) passes first; informational
   std::string mountpoint;
   std::optional<size_spec> size;  // unset: the backend picks (cuda: free - reserve)
+  // The most the data file may be truncated up to while mounted; unset:
+  // the size.  The address range (and the failover state) is laid out for
+  // it; memory is taken only for the size.
+  std::optional<size_spec> max_size;
   size_spec reserve{512 * MiB, 0};
   bool reserve_given = false;
   backend_kind backend = default_backend();

@@ -129,19 +129,51 @@ class keeper {
   int64_t standby_at_us_ = 0;     // a delayed standby start is due then; 0: none
   std::string death_;
 
-  int fuse_fd_ = -1, state_fd_ = -1, host_fd_ = -1;
+  // A chunk of the store's memory: VRAM, which the descriptor alone keeps,
+  // or RAM (a memfd), mapped here too so that it stays resident and locked
+  // while no server runs.
+  struct kept_chunk {
+    int fd = -1;
+    void *mapping = nullptr;
+    size_t bytes = 0;
+  };
+  void keep_chunk(uint64_t index, int fd, uint64_t bytes);
+  void drop_chunk(uint64_t index);
+
+  int fuse_fd_ = -1, state_fd_ = -1;
   std::unique_ptr<failover::state_region> region_;
-  std::byte *host_data_ = nullptr;
-  size_t host_bytes_ = 0;
-  std::map<uint64_t, int> chunks_;  // VRAM chunk index -> descriptor
+  std::map<uint64_t, kept_chunk> chunks_;  // chunk index -> what keeps it
 };
 
 keeper::~keeper() {
   kill_standby();
-  for (auto &[index, fd] : chunks_) close(fd);
-  if (host_data_) munmap(host_data_, host_bytes_);
-  for (int fd : {fuse_fd_, state_fd_, host_fd_, serving_.control, signals_})
+  while (!chunks_.empty()) drop_chunk(chunks_.begin()->first);
+  for (int fd : {fuse_fd_, state_fd_, serving_.control, signals_})
     if (fd >= 0) close(fd);
+}
+
+void keeper::keep_chunk(uint64_t index, int fd, uint64_t bytes) {
+  drop_chunk(index);
+  kept_chunk c{fd, nullptr, size_t(bytes)};
+  if (bytes) {
+    // Populated and locked as it is mapped (mlockall(MCL_FUTURE)).
+    c.mapping = mmap(nullptr, c.bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (c.mapping == MAP_FAILED) {
+      c.mapping = nullptr;
+      log_err("cannot map memory chunk %llu of %s: %s; it stays in RAM only while a server "
+              "maps it",
+              (unsigned long long)index, opts_.mountpoint.c_str(), strerror(errno));
+    }
+  }
+  chunks_[index] = c;
+}
+
+void keeper::drop_chunk(uint64_t index) {
+  auto it = chunks_.find(index);
+  if (it == chunks_.end()) return;
+  if (it->second.mapping) munmap(it->second.mapping, it->second.bytes);
+  close(it->second.fd);
+  chunks_.erase(it);
 }
 
 bool keeper::set_up() {
@@ -190,8 +222,7 @@ bool keeper::start_child(child &c, bool standby) {
   ctx.takeover_number = takeovers_ + (standby ? 1 : 0);
   ctx.fuse_fd = fuse_fd_;
   ctx.region = region_.get();
-  ctx.host_data = host_data_;
-  for (auto &[index, fd] : chunks_) ctx.vram_chunks.emplace_back(index, fd);
+  for (auto &[index, kept] : chunks_) ctx.chunks.emplace_back(index, kept.fd);
   ctx.failed_mode = failed_mode_ && !standby;
   pid_t pid = fork();
   if (pid < 0) {
@@ -279,33 +310,15 @@ void keeper::handle_serving(message m) {
       region_->state().keeper_alive.store(1);
       return;
     }
-    case message_kind::host_data: {
-      struct stat st {};
-      void *p = fstat(m.fd, &st) == 0 ? mmap(nullptr, size_t(st.st_size), PROT_READ | PROT_WRITE,
-                                              MAP_SHARED, m.fd, 0)
-                                      : MAP_FAILED;
-      if (p == MAP_FAILED) {
-        log_err("the server's data cannot be kept: %s", strerror(errno));
-        close(m.fd);
-        return;
-      }
-      host_fd_ = m.fd;
-      host_data_ = static_cast<std::byte *>(p);
-      host_bytes_ = size_t(st.st_size);
-      return;
-    }
     case message_kind::vram_chunk:
-      if (auto it = chunks_.find(m.index); it != chunks_.end()) close(it->second);
-      chunks_[m.index] = m.fd;
+      keep_chunk(m.index, m.fd, m.value);
       // The standby maps it too, so that it can take over at once.
-      if (standby_) failover::send_message(standby_.control, m.kind, m.index, 0, "", m.fd);
+      if (standby_)
+        failover::send_message(standby_.control, m.kind, m.index, m.value, "", m.fd);
       return;
     case message_kind::vram_released:
-      if (auto it = chunks_.find(m.index); it != chunks_.end()) {
-        close(it->second);
-        chunks_.erase(it);
-      }
-      // Its mapping in the standby would keep the memory from the GPU.
+      drop_chunk(m.index);
+      // Its mapping in the standby would keep the memory from the device.
       if (standby_) failover::send_message(standby_.control, m.kind, m.index);
       return;
     case message_kind::ready:

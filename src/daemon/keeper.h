@@ -2,9 +2,11 @@
 // outlive a server, and replaces a server that dies.
 //
 // It keeps the /dev/fuse connection (so the kernel never aborts it), the
-// state region (mapped, so that it stays resident and locked), the host
-// store's data memfd, and one descriptor per chunk of VRAM (which keeps the
-// GPU memory and its contents alive with no CUDA context here).  The server
+// state region (mapped, so that it stays resident and locked), and one
+// descriptor per chunk of the store's memory: VRAM (the descriptor keeps
+// the GPU memory and its contents alive with no CUDA context here) or RAM
+// (a memfd, mapped here too).  It follows the chunks the server takes and
+// gives back, so that it holds exactly those in use.  The server
 // is forked from it and sends it each of these before relying on it
 // (failover/control.h).  When the server dies, by any signal or exit, while
 // the connection lives, the keeper forks a new one, which inherits them all,

@@ -151,7 +151,8 @@ server::~server() {
 bool server::open_store() {
   std::string error;
   if (keeper_ && keeper_->failed_mode) {
-    store_ = std::make_unique<failed_store>(keeper_->region->layout().file_size);
+    store_ = std::make_unique<failed_store>(keeper_->region->state().file_size.load(),
+                                            keeper_->region->layout().file_size);
     return true;
   }
   if (!keeper_) {
@@ -163,43 +164,44 @@ bool server::open_store() {
   int control = keeper_->control;
   store_keeping keeping;
   keeping.takeover = keeper_->takeover;
-  if (keeping.takeover) keeping.size = keeper_->region->layout().file_size;
-  keeping.vram_chunk_bytes = opts_.lazy ? 32 * MiB : 1 * GiB;
-  keeping.keep_vram_chunk = [control](uint64_t index, int fd) {
-    int err = failover::send_message(control, message_kind::vram_chunk, index, 0, "", fd);
+  if (keeping.takeover) {
+    keeping.size = keeper_->region->layout().file_size;
+    keeping.file_size = keeper_->region->state().file_size.load();
+  }
+  keeping.keep_chunk = [control](uint64_t index, int fd, uint64_t bytes) {
+    int err = failover::send_message(control, message_kind::vram_chunk, index, bytes, "", fd);
     // Without a keeper nothing survives this server anyway: the chunk is
     // still usable here, and the write that needs it must not fail.
     if (err == -EPIPE || err == -ECONNRESET) {
-      log_err_limited("the keeper is gone: VRAM chunk %llu is not kept", (unsigned long long)index);
+      log_err_limited("the keeper is gone: memory chunk %llu is not kept",
+                      (unsigned long long)index);
       return 0;
     }
     return err;
   };
-  keeping.drop_vram_chunk = [control](uint64_t index) {
+  keeping.drop_chunk = [control](uint64_t index) {
     failover::send_message(control, message_kind::vram_released, index);
   };
-  keeping.vram_chunks = keeper_->vram_chunks;
-  keeping.keep_host_data = [control](int fd) {
-    return failover::send_message(control, message_kind::host_data, 0, 0, "", fd);
-  };
-  keeping.host_data = keeper_->host_data;
+  keeping.chunks = keeper_->chunks;
   store_ = create_store(opts_, &error, &keeping);
   return store_ ? true : fail(error);
 }
 
 bool server::lay_out_state() {
-  uint64_t blocks = (store_->size() + opts_.block - 1) / opts_.block;
+  // Laid out for the largest size: the file may grow to it while mounted.
+  uint64_t blocks = (store_->max_size() + opts_.block - 1) / opts_.block;
   // A cache larger than the file would lock memory that is never used.
-  uint64_t cache_bytes = std::min(opts_.cache, cache_limit(store_->size(), opts_.block));
+  uint64_t cache_bytes = std::min(opts_.cache, cache_limit(store_->max_size(), opts_.block));
   try {
     if (!keeper_) {
+      own_state_.file_size.store(store_->size());
       extents_ = std::make_unique<extent_map>(blocks);
       // Rule 2: every line before the mount is announced.
       cache_ = std::make_unique<page_cache>(*store_, *extents_, state_->counters, opts_.block,
                                             cache_bytes);
       return true;
     }
-    failover::state_region::shape shape{store_->size(), opts_.block,
+    failover::state_region::shape shape{store_->max_size(), opts_.block,
                                          page_cache::line_count_for(opts_.block, cache_bytes)};
     if (keeper_->takeover) {
       region_ = keeper_->region;
@@ -210,6 +212,7 @@ bool server::lay_out_state() {
       own_region_ = failover::state_region::create(shape, &error);
       if (!own_region_) return fail(error);
       region_ = own_region_.get();
+      region_->state().file_size.store(store_->size());
       if (int err = failover::send_message(keeper_->control, message_kind::state_region, 0, 0,
                                            "", region_->fd()))
         return fail(std::string("cannot hand the state to the keeper: ") + strerror(-err));
@@ -287,6 +290,9 @@ bool server::take_over() {
     cache_->take_over_lines();
     record_protections();
   }
+  // The dead server may have died in a resize: its recorded size is the
+  // truth, and nothing is cached or held past it.
+  cache_->settle_size(state_->file_size.load());
   if (!store_->failed()) cache_->start_writeback();
   // The connection lives on in the keeper: no mount, no INIT.  The kernel
   // queues again every request the dead server had read but not answered;
@@ -378,8 +384,10 @@ std::optional<std::string> server::stop_refusal(const char *signal) {
 void server::announce() {
   const char *role = !keeper_ ? "serving" : keeper_->failed_mode ? "failed mode: answering EIO for"
                      : keeper_->takeover ? "took over" : "serving";
+  std::string size = format_size(store_->size());
+  if (store_->max_size() != store_->size()) size += " (at most " + format_size(store_->max_size()) + ")";
   log_info("%s %s/%s: %s of %s memory on %s, %s cache of %s blocks, %s (%s)%s", role,
-           opts_.mountpoint.c_str(), opts_.name.c_str(), format_size(store_->size()).c_str(),
+           opts_.mountpoint.c_str(), opts_.name.c_str(), size.c_str(),
            store_->backend(), store_->device().c_str(),
            format_size(cache_->line_count() * opts_.block).c_str(),
            format_size(opts_.block).c_str(), transport_->describe().c_str(),

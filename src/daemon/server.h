@@ -32,8 +32,8 @@ struct keeper_context {
   uint64_t takeover_number = 0;  // 1 for the first server after the first
   int fuse_fd = -1;
   failover::state_region *region = nullptr;
-  std::byte *host_data = nullptr;
-  std::vector<std::pair<uint64_t, int>> vram_chunks;  // index, descriptor
+  // The memory the keeper holds: VRAM handles or RAM memfds.
+  std::vector<std::pair<uint64_t, int>> chunks;  // index, descriptor
   // No server could be started: answer every data request with EIO, take
   // the swap off, and say which processes lost pages (failed mode).
   bool failed_mode = false;

@@ -1,8 +1,8 @@
 // The control channel between the keeper and its server (-o failover): a
 // SOCK_SEQPACKET socket pair, one message a packet, file descriptors passed
 // with SCM_RIGHTS.  The server sends the keeper every descriptor that must
-// outlive it (the /dev/fuse connection, the state and data memfds, each
-// chunk of VRAM) before it relies on it, and says when it serves.  Each
+// outlive it (the /dev/fuse connection, the state memfd, each chunk of
+// memory) before it relies on it, and says when it serves.  Each
 // server has its own channel; the keeper forwards to a standby server the
 // VRAM chunks the serving one takes and gives back, and says when to go.
 #pragma once
@@ -16,8 +16,9 @@ namespace vramfs::failover {
 enum class message_kind : uint32_t {
   fuse_device = 1,    // fd: the mount's /dev/fuse
   state_region = 2,   // fd: the memfd of state_region
-  host_data = 3,      // fd: the memfd of the host store's data
-  vram_chunk = 4,     // fd: VRAM chunk `index` (a CUDA shareable handle)
+  // 3 was host_data (one memfd for all of the host store's data).
+  vram_chunk = 4,     // fd: memory chunk `index`: VRAM (a CUDA shareable
+                      // handle, value 0) or RAM (a memfd of value bytes)
   vram_released = 5,  // chunk `index` was given back: close its fd
   ready = 6,          // the server serves; text: its warnings, one a line
   failure = 7,        // the server cannot start; text: why

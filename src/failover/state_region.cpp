@@ -15,7 +15,8 @@ namespace vramfs::failover {
 namespace {
 
 constexpr char magic[8] = {'v', 'r', 'a', 'm', 'f', 's', 's', 't'};
-constexpr uint32_t layout_version = 1;
+// 2: the file size and its resizes in mount_state.
+constexpr uint32_t layout_version = 2;
 
 struct header {
   char magic[8];

@@ -24,7 +24,7 @@ class state_region {
  public:
   // What fixes the layout; a successor checks that it finds the same.
   struct shape {
-    uint64_t file_size = 0;
+    uint64_t file_size = 0;  // the largest size (max_size=): laid out for it
     uint64_t block_size = 0;
     uint64_t line_count = 0;
     bool operator==(const shape &) const = default;

@@ -46,6 +46,15 @@ struct mount_state {
   uint64_t open_data(uint64_t id);
   void release_data(uint64_t handle);
   uint64_t data_opens() const;
+  // The data file's size now (it changes with truncate, within the store's
+  // max_size): what a server that takes over serves.  A resize records the
+  // new size here before it takes effect (page_cache::resize).
+  std::atomic<uint64_t> file_size{0};
+  // The resizes so far, and the last one: from and to (bytes), and when
+  // (CLOCK_REALTIME seconds).
+  std::atomic<uint64_t> resizes{0};
+  std::atomic<uint64_t> last_resize_from{0}, last_resize_to{0};
+  std::atomic<int64_t> last_resize_time{0};
   // Set once INIT is answered; terms is written before it.
   std::atomic<uint32_t> initialized{0};
   connection_terms terms;

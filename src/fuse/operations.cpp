@@ -3,6 +3,7 @@
 #include "cache/extent_map.h"
 #include "cache/page_cache.h"
 #include "common/log.h"
+#include "common/options.h"
 #include "common/stats.h"
 #include "fuse/stats_text.h"
 #include "store/block_store.h"
@@ -176,18 +177,45 @@ answer do_lookup(filesystem &fs, const request &req, std::span<std::byte> out) {
   return error(ENOENT);
 }
 
+// truncate: the file grows or shrinks within max_size (vramswap resize
+// takes stripes off or adds them).  Shrinking drops the data past the new
+// end and gives its memory back; growing in reserved mode takes the memory
+// of the new part at once, or answers ENOSPC and changes nothing.
+int resize_data_file(filesystem &fs, uint64_t size) {
+  uint64_t old = fs.store.size();
+  if (size == old) return 0;
+  int err = fs.cache.resize(size, [&fs](uint64_t s) { fs.state.file_size.store(s); });
+  if (err) {
+    std::string why = err == -EFBIG    ? "it may not grow beyond max_size=" + format_size(fs.store.max_size())
+                      : err == -EINVAL ? "not a whole number of " + format_size(fs.cache.block_size()) + " blocks"
+                                       : std::string(strerror(-err));
+    log_warn("%s: cannot %s it from %s to %s: %s", fs.data_name.c_str(),
+             size > old ? "grow" : "shrink", format_size(old).c_str(), format_size(size).c_str(),
+             why.c_str());
+    return err;
+  }
+  fs.state.last_resize_from.store(old);
+  fs.state.last_resize_to.store(size);
+  fs.state.last_resize_time.store(int64_t(time(nullptr)));
+  fs.state.resizes.fetch_add(1);
+  log_info("%s: %s from %s to %s; %s of memory held", fs.data_name.c_str(),
+           size > old ? "grown" : "shrunk", format_size(old).c_str(), format_size(size).c_str(),
+           format_size(fs.store.held_bytes()).c_str());
+  return 0;
+}
+
 answer do_setattr(filesystem &fs, const request &req, std::span<std::byte> out) {
   auto in = req.argument_as<setattr_in>();
   uint64_t ino = req.header.nodeid;
   if (ino != data_ino) return error(EPERM);
-  // The size is the swap area's, fixed at mount; truncating to the same
-  // size is harmless and allowed.
-  if ((in.valid & fattr_size) && in.size != fs.store.size()) return error(EPERM);
   // Mode and owner are fixed (see fill_attr); setting them to what they
-  // are is allowed, as chmod -R and cp -p do.
+  // are is allowed, as chmod -R and cp -p do.  Checked before the size, so
+  // that a refused request changes nothing.
   if ((in.valid & fattr_mode) && (in.mode & 07777) != 0600) return error(EPERM);
   if ((in.valid & fattr_uid) && in.uid != fs.owner_uid) return error(EPERM);
   if ((in.valid & fattr_gid) && in.gid != fs.owner_gid) return error(EPERM);
+  if (in.valid & fattr_size)
+    if (int err = resize_data_file(fs, in.size)) return error(-err);
   {
     std::lock_guard lock(fs.attr_mutex);
     timespec t = now();

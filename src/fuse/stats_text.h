@@ -14,7 +14,8 @@ struct filesystem;
 
 struct stats_key {
   const char *name;
-  // "count", "bytes", "ns", "ms", "pid", "flag" (0 or 1), or "text".
+  // "count", "bytes", "ns", "us", "ms", "s", "pid", "flag" (0 or 1), or
+  // "text".
   const char *unit;
   const char *meaning;
   std::string (*value)(const filesystem &fs);

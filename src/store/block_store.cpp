@@ -10,48 +10,35 @@
 #include "store/cuda_store.h"
 #endif
 
-#include <sys/mman.h>
-#include <unistd.h>
-
-#include <cerrno>
+#include <algorithm>
+#include <bit>
 #include <chrono>
-#include <cstring>
 #include <new>
 
 namespace vramfs {
-namespace {
 
-// backend=host with -o failover: the data in a memfd that the keeper maps
-// too, so that it stays resident and locked while no server runs.
-std::unique_ptr<block_store> create_kept_host_store(const options &opts, uint64_t size,
-                                                    const store_keeping &keeping,
-                                                    std::string *error) {
-  if (keeping.takeover) return std::make_unique<host_store>(keeping.size, keeping.host_data);
-  uint64_t bytes = (size + host_store::chunk_bytes - 1) / host_store::chunk_bytes *
-                   host_store::chunk_bytes;
-  int fd = memfd_create("vramfs-data", MFD_CLOEXEC);
-  void *p = MAP_FAILED;
-  if (fd >= 0 && ftruncate(fd, off_t(bytes)) == 0)
-    p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
-  int err = errno;
-  if (p != MAP_FAILED && keeping.keep_host_data(fd) != 0) {
-    munmap(p, bytes);
-    p = MAP_FAILED;
-    err = EPIPE;
-  }
-  if (fd >= 0) close(fd);
-  if (p == MAP_FAILED) {
-    *error = "cannot allocate " + format_size(size) + " of shared RAM for backend=host: " +
-             strerror(err);
-    return nullptr;
-  }
-  (void)opts;
-  return std::make_unique<host_store>(size, static_cast<std::byte *>(p));
+uint64_t block_store::resizable_chunk_bytes(uint64_t max_size) {
+  return std::clamp<uint64_t>(std::bit_floor(std::max<uint64_t>(max_size / 64, 1)), 2 * MiB,
+                              1 * GiB);
 }
+
+uint64_t kept_chunk_bytes(bool lazy, uint64_t max_size) {
+  return lazy ? 32 * MiB : block_store::resizable_chunk_bytes(max_size);
+}
+
+namespace {
 
 std::unique_ptr<block_store> create_host_store(const options &opts, std::string *error,
                                                const store_keeping *keeping) {
-  if (keeping && keeping->takeover) return create_kept_host_store(opts, 0, *keeping, error);
+  if (keeping && keeping->takeover) {
+    // What the first server chose, over the chunks the keeper holds.
+    try {
+      return std::make_unique<host_store>(keeping->file_size, keeping->size, opts.lazy, keeping);
+    } catch (const std::bad_alloc &) {
+      *error = "cannot map the RAM the keeper holds for backend=host" + memory_limit_hint();
+      return nullptr;
+    }
+  }
   if (!opts.size) {
     *error = "backend=host needs a size (for example -o size=4G)";
     return nullptr;
@@ -63,6 +50,12 @@ std::unique_ptr<block_store> create_host_store(const options &opts, std::string 
     *error = "size=" + std::to_string(opts.size->percent) + "% of RAM is less than one block";
     return nullptr;
   }
+  uint64_t max = opts.max_size ? opts.max_size->resolve(total) : size;
+  if (opts.max_size && opts.max_size->is_percent()) max -= max % opts.block;
+  if (max < size) {
+    *error = "max_size=" + format_size(max) + " is smaller than size=" + format_size(size);
+    return nullptr;
+  }
   // A reserved mount locks all of its memory at once; a lazy one only
   // what holds data, but never more than the machine has.
   uint64_t limit = opts.lazy ? total : host_store::available_ram();
@@ -72,9 +65,13 @@ std::unique_ptr<block_store> create_host_store(const options &opts, std::string 
              " for backend=host";
     return nullptr;
   }
+  if (max > total) {
+    *error = "max_size=" + format_size(max) + " is larger than the " +
+             format_size(total / MiB * MiB) + " of RAM this machine has";
+    return nullptr;
+  }
   try {
-    if (keeping) return create_kept_host_store(opts, size, *keeping, error);
-    return std::make_unique<host_store>(size, opts.lazy);
+    return std::make_unique<host_store>(size, max, opts.lazy, keeping);
   } catch (const std::bad_alloc &) {
     *error = "cannot allocate " + format_size(size) + " of RAM for backend=host" +
              memory_limit_hint();

@@ -1,7 +1,9 @@
-// The block store: a fixed-size address space of bytes held in VRAM (cuda)
-// or RAM (host).  Only the page cache talks to it.
+// The block store: an address space of bytes held in VRAM (cuda) or RAM
+// (host), whose size may change while it serves, up to a maximum fixed when
+// it is made.  Only the page cache talks to it.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -36,9 +38,16 @@ class block_store {
 
   virtual const char *backend() const = 0;  // "cuda" or "host"
   virtual std::string device() const = 0;   // e.g. "NVIDIA H100 (0000:65:00.0)"
-  uint64_t size() const { return size_; }
+  // The data file's size now: copies past it are refused.
+  uint64_t size() const { return size_.load(std::memory_order_acquire); }
+  // The most it may grow to (max_size=): the address range, fixed.
+  uint64_t max_size() const { return max_size_; }
+  // Only page_cache::resize calls it, which orders it against the copies
+  // and the memory of the range (see there).
+  void set_size(uint64_t bytes) { size_.store(bytes, std::memory_order_release); }
   bool lazy() const { return lazy_; }
-  // Memory is taken and given back in whole chunks in lazy mode.
+  // Memory is taken and given back in whole chunks: in lazy mode as blocks
+  // are written and discarded, in both modes when the size changes.
   virtual uint64_t chunk_size() const = 0;
   // Memory held for the data now (VRAM for cuda, RAM for host).
   virtual uint64_t held_bytes() const = 0;
@@ -78,17 +87,22 @@ class block_store {
                            size_t len) = 0;
   virtual int wait(store_channel &ch) = 0;
 
-  // Lazy mode: back [offset, offset + len) with memory, a whole chunk at a
-  // time; -ENOSPC when the device has none left.  Reserved mode: no-op.
+  // Backs [offset, offset + len) (within max_size()) with memory, a whole
+  // chunk at a time; -ENOSPC when the device has none left, keeping what it
+  // took.  The cache asks in lazy mode as blocks are first written; in
+  // reserved mode everything below size() is backed already, and only a
+  // resize asks, for the part it adds.
   virtual int ensure_backed(uint64_t offset, uint64_t len) = 0;
-  // Lazy mode: give back the memory of the chunk-aligned range.  The caller
-  // guarantees that no block in it holds data.  Reserved mode: no-op.
+  // Gives back the memory of the chunk-aligned range, in either mode.  The
+  // caller guarantees that no block in it holds data and that no copy
+  // touches it: the cache in lazy mode after a discard, and a resize past
+  // the new end.
   virtual void release(uint64_t offset, uint64_t len) = 0;
 
   // A standby server (-o failover) follows the memory its predecessor
-  // takes and gives back: chunk `index` of VRAM, shared as descriptor fd
-  // (which stays the caller's), is mapped here too; forget_chunk() unmaps
-  // it again without telling the keeper, which already knows.
+  // takes and gives back: chunk `index`, shared as descriptor fd (which
+  // stays the caller's), is mapped here too; forget_chunk() unmaps it again
+  // without telling the keeper, which already knows.
   virtual int adopt_chunk(uint64_t /*index*/, int /*fd*/) { return 0; }
   virtual void forget_chunk(uint64_t /*index*/) {}
   // Whether the device admits one process at a time (a GPU in exclusive-
@@ -106,32 +120,45 @@ class block_store {
   virtual int pin_host(void *ptr, size_t bytes) = 0;
   virtual void unpin_host(void *ptr) = 0;
 
+  // The chunk of a store whose memory a resize gives back (reserved mode,
+  // and the memory kept for failover): at most 1/64 of the largest size, so
+  // that a shrink holds at most that much past its new end, and few enough
+  // chunks (64 to 128) that a takeover maps them quickly; from 2 MiB (the
+  // GPU's granularity) to 1 GiB.
+  static uint64_t resizable_chunk_bytes(uint64_t max_size);
+
  protected:
-  block_store(uint64_t size, bool lazy) : size_(size), lazy_(lazy) {}
+  // max_size 0: the same as size.
+  block_store(uint64_t size, bool lazy, uint64_t max_size = 0)
+      : size_(size), max_size_(max_size > size ? max_size : size), lazy_(lazy) {}
 
  private:
-  uint64_t size_;
+  std::atomic<uint64_t> size_;
+  const uint64_t max_size_;
   bool lazy_;
   std::chrono::milliseconds copy_timeout_{std::chrono::seconds(30)};
 };
 
 // With -o failover: the store's memory must outlive this process, so the
-// store hands it to the keeper as it takes it, or takes over what the
-// keeper holds.
+// store hands it to the keeper chunk by chunk as it takes it, tells it of
+// every chunk it gives back, and on a takeover maps what the keeper holds.
 struct store_keeping {
   // A takeover: the store exists already, in the keeper's hands.
   bool takeover = false;
-  uint64_t size = 0;  // on a takeover, the size the first server chose
-  // cuda: chunks of VRAM as shareable descriptors (cuda_vmm::sharing).
-  uint64_t vram_chunk_bytes = 0;
-  std::function<int(uint64_t index, int fd)> keep_vram_chunk;
-  std::function<void(uint64_t index)> drop_vram_chunk;
-  std::vector<std::pair<uint64_t, int>> vram_chunks;  // takeover: index, descriptor
-  // host: the data in a memfd, handed to the keeper; on a takeover, the
-  // keeper's mapping of it.
-  std::function<int(int fd)> keep_host_data;
-  std::byte *host_data = nullptr;
+  uint64_t size = 0;       // on a takeover, the largest size the first server chose
+  uint64_t file_size = 0;  // and the size now (the shared state's)
+  // Chunks as descriptors: VRAM as CUDA shareable handles (cuda_vmm), RAM
+  // as memfds (host_store).  bytes: what the keeper maps of the chunk to
+  // keep it resident (a memfd's length), 0 for VRAM, which the descriptor
+  // alone keeps.
+  std::function<int(uint64_t index, int fd, uint64_t bytes)> keep_chunk;
+  std::function<void(uint64_t index)> drop_chunk;
+  std::vector<std::pair<uint64_t, int>> chunks;  // takeover: index, descriptor
 };
+
+// The chunk of memory handed to the keeper: lazy mounts take and give back
+// 32 MiB at a time as swap comes and goes; reserved ones resizable_chunk_bytes().
+uint64_t kept_chunk_bytes(bool lazy, uint64_t max_size);
 
 // Creates the store the options ask for, resolving size= against the
 // backend's capacity.  On failure returns nullptr with a message for the user

@@ -80,8 +80,6 @@ int errno_of(cudaError_t err) {
   return err == cudaErrorMemoryAllocation ? -ENOSPC : -EIO;
 }
 
-uint64_t round_up(uint64_t v, uint64_t to) { return (v + to - 1) / to * to; }
-
 // A channel's copies: small ones batched for the copy engine's slot,
 // others queued on the stream for the DMA engines.  Owned by one thread.
 class cuda_channel;
@@ -197,8 +195,8 @@ class pinned_ranges {
 // chunk table inside cuda_vmm, which has its own lock.
 class cuda_store final : public block_store {
  public:
-  cuda_store(uint64_t size, bool lazy, int device, std::string description)
-      : block_store(size, lazy), device_(device), description_(std::move(description)) {}
+  cuda_store(uint64_t size, uint64_t max_size, bool lazy, int device, std::string description)
+      : block_store(size, lazy, max_size), device_(device), description_(std::move(description)) {}
   ~cuda_store() override;
 
   // Takes the memory: all of it, or in lazy mode the address range only;
@@ -217,10 +215,8 @@ class cuda_store final : public block_store {
 
   const char *backend() const override { return "cuda"; }
   std::string device() const override { return description_; }
-  uint64_t chunk_size() const override { return vmm_ ? vmm_->granularity() : reserved_chunk; }
-  uint64_t held_bytes() const override {
-    return vmm_ ? vmm_->held_bytes() : reserved_ ? round_up(size(), reserved_chunk) : 0;
-  }
+  uint64_t chunk_size() const override { return vmm_ ? vmm_->granularity() : 2 * MiB; }
+  uint64_t held_bytes() const override { return vmm_ ? vmm_->held_bytes() : 0; }
   bool failed() const override { return failed_.load(std::memory_order_relaxed); }
 
   std::unique_ptr<store_channel> open_channel() override { return make_channel(true); }
@@ -241,10 +237,6 @@ class cuda_store final : public block_store {
   void set_single_process(bool v) { single_process_ = v; }
 
  private:
-  // What chunk_size() reports in reserved mode, where nothing is chunked:
-  // the reservation is rounded up to it, as lazy mode's would be.
-  static constexpr uint64_t reserved_chunk = 2 * MiB;
-
   std::optional<std::string> allocate_kept(const store_keeping &keeping);
   int bind_thread();
   // 0, or the errno for a failed CUDA call: logged, and a sticky error
@@ -264,8 +256,9 @@ class cuda_store final : public block_store {
 
   const int device_;
   const std::string description_;
-  char *reserved_ = nullptr;        // reserved mode: one cudaMalloc for the whole size
-  std::unique_ptr<cuda_vmm> vmm_;   // lazy mode
+  // VRAM in chunks mapped into one range of max_size() addresses: every
+  // chunk below size() in reserved mode, those that hold data in lazy mode.
+  std::unique_ptr<cuda_vmm> vmm_;
   std::atomic<bool> failed_{false};
   // A real sticky error or a stall, not an injected error: the driver is
   // left alone from then on, since its calls would fail or hang.
@@ -352,24 +345,21 @@ int cuda_store::fail_stalled(std::chrono::nanoseconds waited) {
 std::optional<std::string> cuda_store::allocate(const store_keeping *keeping) {
   if (bind_thread()) return "cannot select GPU " + description_;
   if (keeping) return allocate_kept(*keeping);
-  if (lazy()) {
-    std::string error;
-    vmm_ = cuda_vmm::create(device_, size(), &error);
-    if (!vmm_) return error + " on GPU " + description_;
-    return std::nullopt;
-  }
-  // One cudaMalloc for the whole size: a later write can never fail for
-  // lack of VRAM, the copy path is plain address arithmetic, and no driver
-  // API is involved.  VMM chunks would buy nothing when nothing is ever
-  // given back.
-  void *p = nullptr;
-  cudaError_t err = cudaMalloc(&p, round_up(size(), reserved_chunk));
-  if (err != cudaSuccess) {
-    cudaGetLastError();  // not sticky: clear it for later calls
-    return "cannot allocate " + format_size(size()) + " of VRAM on GPU " + description_ + ": " +
-           cudaGetErrorString(err);
-  }
-  reserved_ = static_cast<char *>(p);
+  // Chunks mapped into a range of addresses (CUDA virtual memory
+  // management) in both modes, so that any chunk can be given back: in lazy
+  // mode as blocks are discarded, in reserved mode when the file shrinks.
+  // Reserved mode takes chunks of resizable_chunk_bytes(), few enough that
+  // the mount maps them quickly; lazy mode the device's granularity.
+  std::string error;
+  vmm_sharing chunking;
+  if (!lazy()) chunking.chunk_bytes = resizable_chunk_bytes(max_size());
+  vmm_ = cuda_vmm::create(device_, max_size(), &error, chunking);
+  if (!vmm_) return error + " on GPU " + description_;
+  if (lazy()) return std::nullopt;
+  if (CUresult res = vmm_->map(0, size()); res != CUDA_SUCCESS)
+    return "cannot allocate " + format_size(size()) + " of VRAM on GPU " + description_ +
+           (res == CUDA_ERROR_OUT_OF_MEMORY ? ": out of memory"
+                                            : " (CUDA error " + std::to_string(int(res)) + ")");
   return std::nullopt;
 }
 
@@ -377,12 +367,14 @@ std::optional<std::string> cuda_store::allocate_kept(const store_keeping &keepin
   // VMM chunks that the keeper holds as descriptors, in both modes: a
   // cudaMalloc'd range cannot be shared, and would die with this process.
   std::string error;
-  vmm_ = cuda_vmm::create(device_, size(), &error,
-                          {keeping.vram_chunk_bytes, keeping.keep_vram_chunk,
-                           keeping.drop_vram_chunk});
+  auto keep = keeping.keep_chunk;
+  vmm_ = cuda_vmm::create(
+      device_, max_size(), &error,
+      {kept_chunk_bytes(lazy(), max_size()),
+       [keep](uint64_t index, int fd) { return keep(index, fd, 0); }, keeping.drop_chunk});
   if (!vmm_) return error + " on GPU " + description_;
   if (keeping.takeover) {
-    for (auto [index, fd] : keeping.vram_chunks)
+    for (auto [index, fd] : keeping.chunks)
       if (CUresult res = vmm_->import_chunk(index, fd); res != CUDA_SUCCESS)
         return "cannot take over VRAM chunk " + std::to_string(index) + " on GPU " +
                description_ + " (CUDA error " + std::to_string(int(res)) + ")";
@@ -412,7 +404,6 @@ cuda_store::~cuda_store() {
   // Copies may still be queued by a caller that gave up on them.
   check(cudaDeviceSynchronize(), "finishing copies");
   vmm_.reset();
-  if (reserved_) check(cudaFree(reserved_), "freeing VRAM");
 }
 
 std::unique_ptr<store_channel> cuda_store::make_channel(bool engine) {
@@ -469,16 +460,16 @@ int cuda_store::copy(store_channel &ch, char *to, const char *from, size_t len,
   return check(err, what, injected);
 }
 
-char *device_address(char *reserved, const cuda_vmm *vmm, uint64_t offset) {
-  return (vmm ? reinterpret_cast<char *>(vmm->base()) : reserved) + offset;
+char *device_address(const cuda_vmm *vmm, uint64_t offset) {
+  return reinterpret_cast<char *>(vmm->base()) + offset;
 }
 
 int cuda_store::submit_read(store_channel &ch, uint64_t offset, void *dst, size_t len) {
   if (int err = check_copy(offset, len)) return err;
   auto *out = static_cast<char *>(dst);
   const char *what = "copy from VRAM";
-  if (!vmm_ || vmm_->is_mapped(offset, len))
-    return copy(ch, out, device_address(reserved_, vmm_.get(), offset), len,
+  if (vmm_->is_mapped(offset, len))
+    return copy(ch, out, device_address(vmm_.get(), offset), len,
                 cudaMemcpyDeviceToHost, what);
   // Unmapped chunks read as zeros, like the host store's; copying from
   // them would be a GPU page fault that kills the context.
@@ -486,7 +477,7 @@ int cuda_store::submit_read(store_channel &ch, uint64_t offset, void *dst, size_
   while (len) {
     size_t piece = std::min<uint64_t>(len, gran - offset % gran);
     if (!vmm_->chunk_mapped(offset / gran)) memset(out, 0, piece);
-    else if (int err = copy(ch, out, device_address(reserved_, vmm_.get(), offset), piece,
+    else if (int err = copy(ch, out, device_address(vmm_.get(), offset), piece,
                             cudaMemcpyDeviceToHost, what))
       return err;
     out += piece, offset += piece, len -= piece;
@@ -496,13 +487,13 @@ int cuda_store::submit_read(store_channel &ch, uint64_t offset, void *dst, size_
 
 int cuda_store::submit_write(store_channel &ch, uint64_t offset, const void *src, size_t len) {
   if (int err = check_copy(offset, len)) return err;
-  if (vmm_ && !vmm_->is_mapped(offset, len)) {
+  if (!vmm_->is_mapped(offset, len)) {
     // The cache backs every block before it writes it back; reaching here
     // is a bug, reported as an I/O error rather than a GPU page fault.
     log_err_limited("cuda store: write to unbacked offset %llu", (unsigned long long)offset);
     return -EIO;
   }
-  return copy(ch, device_address(reserved_, vmm_.get(), offset), static_cast<const char *>(src),
+  return copy(ch, device_address(vmm_.get(), offset), static_cast<const char *>(src),
               len, cudaMemcpyHostToDevice, "copy to VRAM");
 }
 
@@ -575,16 +566,16 @@ int cuda_store::wait_dma(cuda_channel &c, bool stalled) {
 int cuda_store::ensure_backed(uint64_t offset, uint64_t len) {
   if (!vmm_) return 0;
   if (failed_.load(std::memory_order_relaxed)) return -EIO;
-  if (offset + len > size()) return -EINVAL;
+  if (offset > max_size() || len > max_size() - offset) return -EINVAL;
   if (vmm_->is_mapped(offset, len)) return 0;
   if (int err = bind_thread()) return err;
   CUresult res = vmm_->map(offset, len);
   if (res == CUDA_SUCCESS) return 0;
   if (res == CUDA_ERROR_OUT_OF_MEMORY) {
-    log_err_limited("no VRAM left on GPU %s for a lazy chunk", description_.c_str());
+    if (lazy()) log_err_limited("no VRAM left on GPU %s for a lazy chunk", description_.c_str());
     return -ENOSPC;
   }
-  return check(as_runtime_error(res), "mapping a lazy chunk");
+  return check(as_runtime_error(res), "mapping a chunk of VRAM");
 }
 
 int cuda_store::adopt_chunk(uint64_t index, int fd) {
@@ -599,11 +590,11 @@ void cuda_store::forget_chunk(uint64_t index) {
 }
 
 void cuda_store::release(uint64_t offset, uint64_t len) {
-  if (!vmm_ || device_lost_ || offset >= size()) return;
+  if (!vmm_ || device_lost_ || offset >= max_size()) return;
   if (bind_thread()) return;
   // A chunk that fails to unmap stays mapped and counted: still usable,
   // and given back at unmount.
-  check(as_runtime_error(vmm_->unmap(offset, len)), "giving back a lazy chunk");
+  check(as_runtime_error(vmm_->unmap(offset, len)), "giving back a chunk of VRAM");
 }
 
 void *cuda_store::alloc_host(size_t bytes) {
@@ -739,9 +730,11 @@ std::unique_ptr<block_store> create_cuda_store(const options &opts, std::string 
   std::string description = std::string(prop.name) + " (" + bus_id(device) + ")";
   std::string gpu = "GPU " + std::to_string(device) + " (" + prop.name + ")";
 
-  uint64_t size;
+  uint64_t size = 0, max_size = 0;
   if (keeping && keeping->takeover) {
-    size = keeping->size;  // what the first server chose; its VRAM is taken
+    // What the first server chose; its VRAM is taken.
+    max_size = keeping->size;
+    size = keeping->file_size;
   } else if (!opts.size) {
     uint64_t reserve = opts.reserve.resolve(total_bytes);
     // A standby server (failover) opens a CUDA context of its own once
@@ -766,16 +759,29 @@ std::unique_ptr<block_store> create_cuda_store(const options &opts, std::string 
       return nullptr;
     }
   }
-  // A lazy mount takes VRAM as it is written: it may be larger than what is
-  // free now, never than the card.
-  uint64_t limit = opts.lazy ? total_bytes : free_bytes;
-  if (size > limit && !(keeping && keeping->takeover)) {
-    *error = "size=" + format_size(size) + " is larger than the " +
-             format_size(limit / MiB * MiB) + " of " + (opts.lazy ? "" : "free ") + "VRAM on " +
-             gpu;
-    return nullptr;
+  if (!(keeping && keeping->takeover)) {
+    max_size = opts.max_size ? opts.max_size->resolve(total_bytes) : size;
+    if (opts.max_size && opts.max_size->is_percent()) max_size -= max_size % opts.block;
+    if (max_size < size) {
+      *error = "max_size=" + format_size(max_size) + " is smaller than size=" + format_size(size);
+      return nullptr;
+    }
+    // A lazy mount takes VRAM as it is written: it may be larger than what
+    // is free now, never than the card; nor may the file grow beyond it.
+    uint64_t limit = opts.lazy ? total_bytes : free_bytes;
+    if (size > limit) {
+      *error = "size=" + format_size(size) + " is larger than the " +
+               format_size(limit / MiB * MiB) + " of " + (opts.lazy ? "" : "free ") +
+               "VRAM on " + gpu;
+      return nullptr;
+    }
+    if (max_size > total_bytes) {
+      *error = "max_size=" + format_size(max_size) + " is larger than the " +
+               format_size(total_bytes / MiB * MiB) + " of VRAM on " + gpu;
+      return nullptr;
+    }
   }
-  auto store = std::make_unique<cuda_store>(size, opts.lazy, device, description);
+  auto store = std::make_unique<cuda_store>(size, max_size, opts.lazy, device, description);
   if (auto e = store->allocate(keeping)) {
     *error = *e;
     return nullptr;

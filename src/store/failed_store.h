@@ -14,7 +14,7 @@ namespace vramfs {
 
 class failed_store final : public block_store {
  public:
-  explicit failed_store(uint64_t size) : block_store(size, false) {}
+  failed_store(uint64_t size, uint64_t max_size) : block_store(size, false, max_size) {}
 
   const char *backend() const override { return "failed"; }
   std::string device() const override { return "none (no server could be started)"; }
