@@ -22,6 +22,10 @@
 //                                  requests the kernel resends)
 //   VRAMFS_INJECT_FAULT=single_process:1 the GPU is taken to admit one
 //                                  process at a time (no standby server)
+//   VRAMFS_INJECT_FAULT=resize_crash:N with -o failover, the first server
+//                                  aborts in its Nth resize, half-way: a
+//                                  shrink recorded but nothing given back,
+//                                  or a grow's memory taken but not recorded
 //   VRAMFS_INJECT_FAULT=takeover:N with -o failover, the Nth server started
 //                                  to take over from a dead one, and every
 //                                  one after it, fails to start
@@ -57,6 +61,7 @@ class fault_injection {
   static bool engine_launch_fails() { return hit(engine_launch_at_, engine_launch_count_); }
   static bool gpu_has_kernel_timeout() { return kernel_timeout_; }
   static uint64_t takeover_crash_at() { return takeover_crash_at_; }
+  static uint64_t resize_crash_at() { return resize_crash_at_; }
   static bool device_single_process() { return single_process_; }
   static uint64_t start_delay_ms() { return slow_start_ms_; }
   // Servers are separate processes: the keeper counts the takeovers.
@@ -68,7 +73,7 @@ class fault_injection {
   }
   static inline uint64_t copy_at_ = 0, alloc_at_ = 0, sticky_at_ = 0, stall_at_ = 0,
                          takeover_at_ = 0, fuse_read_at_ = 0, slow_start_ms_ = 0,
-                         engine_launch_at_ = 0, takeover_crash_at_ = 0;
+                         engine_launch_at_ = 0, takeover_crash_at_ = 0, resize_crash_at_ = 0;
   static inline bool kernel_timeout_ = false, single_process_ = false;
   static inline std::atomic<uint64_t> copy_count_{0}, alloc_count_{0}, sticky_count_{0},
       stall_count_{0}, fuse_read_count_{0}, engine_launch_count_{0};

@@ -271,6 +271,7 @@ bool server::connect() {
       return fail(std::string("cannot hand the connection to the keeper: ") + strerror(-err));
     }
   }
+  if (keeper_) fs_->resize_crash_countdown.store(fault_injection::resize_crash_at());
   transport_->start(fuse_fd_);
   if (auto err = wait_until_usable(*transport_, *fs_, opts_)) {
     if (auto not_unmounted = mount_->abandon())

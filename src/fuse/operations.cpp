@@ -184,7 +184,18 @@ answer do_lookup(filesystem &fs, const request &req, std::span<std::byte> out) {
 int resize_data_file(filesystem &fs, uint64_t size) {
   uint64_t old = fs.store.size();
   if (size == old) return 0;
-  int err = fs.cache.resize(size, [&fs](uint64_t s) { fs.state.file_size.store(s); });
+  int err = fs.cache.resize(size, [&fs, size, old](uint64_t s) {
+    // A test's crash half-way: a shrink recorded and nothing done, or a
+    // grow's memory taken and not recorded.
+    bool crash = fs.resize_crash_countdown.load() && fs.resize_crash_countdown.fetch_sub(1) == 1;
+    if (size < old) fs.state.file_size.store(s);
+    if (crash) {
+      log_err("injected crash in the resize from %llu to %llu", (unsigned long long)old,
+              (unsigned long long)size);
+      abort();
+    }
+    if (size > old) fs.state.file_size.store(s);
+  });
   if (err) {
     std::string why = err == -EFBIG    ? "it may not grow beyond max_size=" + format_size(fs.store.max_size())
                       : err == -EINVAL ? "not a whole number of " + format_size(fs.cache.block_size()) + " blocks"

@@ -60,6 +60,9 @@ struct filesystem {
   // A test's crash loop (fault_injection::takeover_crash_at): the data
   // requests left before this server aborts; 0: never.
   std::atomic<uint64_t> crash_countdown{0};
+  // A test's crash in the middle of a resize (fault_injection::
+  // resize_crash_at): the resizes left before this server aborts; 0: never.
+  std::atomic<uint64_t> resize_crash_countdown{0};
   // Guards the data file's times in state, which utimes may change.
   std::mutex attr_mutex;
 

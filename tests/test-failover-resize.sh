@@ -1,0 +1,97 @@
+#!/bin/bash
+# A resize of the data file (truncate) with failover: the server dies in the
+# middle of one (an injected abort, half-way: a shrink recorded with nothing
+# given back; a grow's memory taken but not recorded), and its successor
+# finishes it with the request the kernel sends again.  The data below the
+# end survives, the size is what truncate asked, and the keeper ends up
+# holding exactly the chunks in use, no more.  Then kill -9 of the server
+# while a process swaps through the file, between resizes.
+# shellcheck source=tests/functions.sh
+. "$TESTS_DIR/functions.sh"
+requires_swap_machine
+
+dir=$(make_tempdir)
+mnt=$dir/mnt
+file=$mnt/swapfile
+MiB=$((1 << 20))
+
+stats_now() { timeout -s KILL 5 cat "$mnt/.stats" 2>/dev/null | awk -v k="$1" '$1 == k { print $2 }'; }
+
+# kept_chunks: the memory chunks the keeper holds (host: memfds it maps).
+kept_chunks() { ls -l "/proc/$(stats_now keeper_pid)/fd" 2>/dev/null | grep -c 'memfd:vramfs-chunk' || true; }
+
+# expect_holding SIZE_MIB WHAT: the size, the memory held and the keeper's
+# chunks all say SIZE_MIB.
+expect_holding() {
+  local want=$(($1 * MiB)) chunk
+  chunk=$(stats_now chunk_bytes)
+  [ "$(stat -c %s "$file")" = "$want" ] || fail "$2: the file is $(stat -c %s "$file") bytes, not $want"
+  [ "$(stats_now size_bytes)" = "$want" ] || fail "$2: size_bytes is $(stats_now size_bytes), not $want"
+  [ "$(stats_now held_bytes)" = "$want" ] || fail "$2: held_bytes is $(stats_now held_bytes), not $want"
+  [ "$(kept_chunks)" = $((want / chunk)) ] ||
+    fail "$2: the keeper holds $(kept_chunks) chunks of $chunk bytes, not $((want / chunk))"
+  echo "ok: $2: $1 MiB, held and kept in $((want / chunk)) chunks"
+}
+
+replaced_since() { local now; now=$(stats_now pid); [ -n "$now" ] && [ "$now" != "$1" ]; }
+
+# mount_crashing STANDBY: the first server's first resize aborts half-way
+# (resize_crash); its successors, which inherit the keeper's environment,
+# never act on it.  The successor is the standby (1), which followed the
+# dead one's memory, or a server started cold (0), which takes over what
+# the keeper holds.
+mount_crashing() {
+  mkdir -p "$mnt"
+  register mount "$mnt"
+  VRAMFS_INJECT_FAULT=resize_crash:1 "$VRAMFS" "$mnt" \
+    -o "backend=$VRAMFS_TEST_BACKEND,size=64M,max_size=128M,failover,standby=$1" ||
+    fail "cannot mount with resize_crash"
+}
+
+for standby in 0 1; do
+info "standby=$standby: a shrink to 32 MiB whose server dies half-way"
+mount_crashing "$standby"
+expect_holding 64 "mounted"
+server=$(stats_now pid)
+"$VRAMFS_IO" fill "$file" 0 $((64 * MiB)) 5 direct
+timeout 30 truncate -s 32M "$file" || fail "truncate to 32M failed across the server's death"
+wait_for 10 replaced_since "$server" || fail "the server did not die in the resize (no takeover)"
+[ "$(stats_now restarts)" = 1 ] || fail "restarts is $(stats_now restarts), expected 1"
+expect_holding 32 "after the takeover finished the shrink"
+"$VRAMFS_IO" verify "$file" 0 $((32 * MiB)) 5 direct || fail "data below the new end lost"
+
+info "standby=$standby: a grow to 128 MiB whose server dies half-way (on a new mount)"
+unmount "$mnt" || fail "cannot unmount"
+mount_crashing "$standby"
+server=$(stats_now pid)
+"$VRAMFS_IO" fill "$file" 0 $((64 * MiB)) 6 direct
+timeout 30 truncate -s 128M "$file" || fail "truncate to 128M failed across the server's death"
+wait_for 10 replaced_since "$server" || fail "the server did not die in the resize (no takeover)"
+expect_holding 128 "after the takeover finished the grow"
+"$VRAMFS_IO" verify "$file" 0 $((64 * MiB)) 6 direct || fail "data lost in the grow"
+"$VRAMFS_IO" zeros "$file" $((64 * MiB)) $((64 * MiB)) || fail "the new part does not read as zeros"
+[ "$standby" = 1 ] || unmount "$mnt" || fail "cannot unmount"
+done
+
+info "kill -9 of the server between resizes while a process swaps through the first half"
+loop=$(loop_attach "$file" --sizelimit $((64 * MiB))) || fail "cannot attach a loop device"
+register loop "$loop"
+enable_swap "$loop" --priority 32000
+cg=$(make_memory_cgroup 32)
+spawn_in_cgroup "$cg" "$dir/swapper" "$VRAMFS_IO" swapper 80 4 9
+swapper=$SPAWNED
+for ((i = 0; i < 3; i++)); do
+  timeout 30 truncate -s 64M "$file" || fail "shrink under swap failed"
+  server=$(stats_now pid)
+  kill -KILL "$server"
+  wait_for 10 replaced_since "$server" || fail "no takeover after kill -9"
+  expect_holding 64 "shrunk, then the server killed"
+  timeout 30 truncate -s 128M "$file" || fail "grow under swap failed"
+  expect_holding 128 "grown again"
+done
+status=0
+wait "$swapper" || status=$?
+cat "$dir/swapper"
+[ "$status" = 0 ] && grep -q verified "$dir/swapper" || fail "the swapping process lost pages (exit $status)"
+[ "$(stats_now errors)" = 0 ] || fail "vramfs counted $(stats_now errors) errors"
+echo PASS
