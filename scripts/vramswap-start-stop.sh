@@ -447,7 +447,10 @@ attach_stripes() {
   undo_push detach "$file"
   undo_push rm "$DIR/.gpu$n.loop"
   # The backend too: status labels the instance with it, daemon or not.
-  { echo "# backend ${SET[BACKEND]}" >"$DIR/.gpu$n.loop"; } 2>/dev/null ||
+  # And the stripes' length and count: resize adds and takes off stripes
+  # at the same offsets.
+  { printf '# backend %s\n# stripe_bytes %s\n# stripes %s\n' "${SET[BACKEND]}" "$each" "$k" \
+      >"$DIR/.gpu$n.loop"; } 2>/dev/null ||
     step_failed "$n" "recording the loop devices in $DIR/.gpu$n.loop" "cannot write it"
   for ((s = 0; s < k; s++)); do
     if [ "$k" = 1 ]; then
@@ -541,12 +544,20 @@ cmd_start() {
     for n in "${!refused[@]}"; do say "${refused[$n]}"; done
     exit "$EX_FAIL"
   fi
+  # Elastic mode needs free VRAM readings, and a headroom the GPU has.
+  if [ -n "${SET[ELASTIC]}" ]; then
+    for n in "${INSTANCES[@]}"; do check_elastic "$n"; done
+  fi
   [ "${#active[@]}" = 0 ] || printf '%s\n' "${active[@]}"
-  [ "${#todo[@]}" -gt 0 ] || return 0
-  enable_uring
-  start_guard
-  for n in "${todo[@]}"; do start_one "$n"; done
-  start_done
+  if [ "${#todo[@]}" -gt 0 ]; then
+    enable_uring
+    start_guard
+    for n in "${todo[@]}"; do start_one "$n"; done
+    start_done
+  fi
+  # The watchers, once everything is up (a watcher of an instance that was
+  # already active too).
+  for n in "${INSTANCES[@]}"; do start_watcher "$n"; done
 }
 
 # --- stop ------------------------------------------------------------------
@@ -715,25 +726,29 @@ swapoff_watched() {
 # accepted free memory for the next try.
 SWAPOFF_TRIES=3
 swap_off() { # N
-  local n=$1 dev cause try
-  for dev in $(swap_devs_of "$n"); do
-    try=1
-    until swapoff_watched "$n" "$dev"; do
-      cause=$(swapoff_cause "$dev" "${SWAP_USED[$dev]}")
-      if [ "$try" -lt "$SWAPOFF_TRIES" ] && [[ $SWAPOFF_OUT == *"Cannot allocate memory"* ]] &&
-        { [ -z "$cause" ] || [ "${FLAG[FORCE]:-}" = yes ]; }; then
-        if [ -z "$cause" ]; then
-          say "gpu$n: swapoff $dev: $(one_line "$SWAPOFF_OUT"), with RAM to spare; trying again"
-        else
-          say "gpu$n: swapoff $dev: $(one_line "$SWAPOFF_OUT"); $cause; --force: trying again"
-        fi
-        try=$((try + 1))
-        sleep 1
-        continue
+  local n=$1 dev
+  for dev in $(swap_devs_of "$n"); do swap_off_device "$n" "$dev" || return 1; done
+}
+
+# swap_off_device N DEV: one loop device of instance N (resize takes
+# stripes off with it).
+swap_off_device() {
+  local n=$1 dev=$2 cause try=1
+  until swapoff_watched "$n" "$dev"; do
+    cause=$(swapoff_cause "$dev" "${SWAP_USED[$dev]}")
+    if [ "$try" -lt "$SWAPOFF_TRIES" ] && [[ $SWAPOFF_OUT == *"Cannot allocate memory"* ]] &&
+      { [ -z "$cause" ] || [ "${FLAG[FORCE]:-}" = yes ]; }; then
+      if [ -z "$cause" ]; then
+        say "gpu$n: swapoff $dev: $(one_line "$SWAPOFF_OUT"), with RAM to spare; trying again"
+      else
+        say "gpu$n: swapoff $dev: $(one_line "$SWAPOFF_OUT"); $cause; --force: trying again"
       fi
-      say "gpu$n: swapoff $dev failed: $(one_line "$SWAPOFF_OUT")${cause:+; $cause}; left running"
-      return 1
-    done
+      try=$((try + 1))
+      sleep 1
+      continue
+    fi
+    say "gpu$n: swapoff $dev failed: $(one_line "$SWAPOFF_OUT")${cause:+; $cause}; left running"
+    return 1
   done
 }
 
@@ -834,6 +849,7 @@ stop_one() {
 
 stop_steps() { # N
   local n=$1 pid state errors used
+  stop_watcher "$n"
   check_instance "$n"
   state=$STATE errors=${STATS[errors]:-0} pid=$(stats_daemon_pid)
   used=$(swap_used_of "$n")
@@ -848,7 +864,8 @@ stop_steps() { # N
   [ -n "$pid" ] || pid=$(daemon_pid "$DIR/gpu$n")
   unmount_instance "$n" "$state" || return 1
   wait_daemon "$n" "$pid" || return 1
-  rm -f "$DIR/.gpu$n.loop"
+  rm -f "$DIR/.gpu$n.loop" "$DIR/.gpu$n.resize" "$DIR/.gpu$n.resizing" \
+    "$DIR/.gpu$n.elastic" "$DIR/.gpu$n.elastic.tmp" "$DIR/.gpu$n.elastic.log"
   # The folders that start made, and only those (prune: DIR's, once empty).
   unmake "$DIR/gpu$n"
   if [ -n "$LOST" ]; then
@@ -917,6 +934,9 @@ STOP_SINCE=0
 cmd_stop() {
   local d n rc=0
   [ "$(id -u)" = 0 ] || die "stop needs root (swapoff, losetup, umount)"
+  # The elastic watchers first: one may be resizing, holding the lock.
+  find_dirs
+  stop_watchers
   lock
   STOP_SINCE=$(kernel_log_mark)
   find_dirs

@@ -122,10 +122,11 @@ find_dirs() {
 
 # check_instance N sets STATE to none, active, degraded, unprotected,
 # failed, active-no-dio, dead, unresponsive, no-swap, no-mount, stale-loop,
-# stopping (STOPPING the pid of the vramswap that stops it) or
-# (without root) unknown; STATS to the mount's counters where it answers.
-# Needs scan first.
-STATE='' STOPPING=''
+# stopping (STOPPING the pid of the vramswap that stops it), resizing
+# (RESIZING "PID TO_BYTES" of the vramswap that resizes it) or (without
+# root) unknown; STATS to the mount's counters where it answers.  Needs
+# scan first.
+STATE='' STOPPING='' RESIZING=''
 
 # stopping_by N: the pid of another vramswap that is stopping instance N,
 # from DIR/.gpuN.stopping ("PID START", see process_start), while it runs.
@@ -136,6 +137,25 @@ stopping_by() {
   [ "$(process_start "$pid")" = "$start" ] && echo "$pid"
   return 0
 }
+# resizing_by N: "PID TO_BYTES" of another vramswap that resizes instance N
+# now (DIR/.gpuN.resizing, written by vramswap-resize.sh), or nothing.
+# interrupted_resize N: "TO_BYTES REASON" of a resize of N that was killed
+# before it was done, or nothing.
+resizing_by() {
+  local pid start to
+  read -r pid start _ to _ 2>/dev/null <"$DIR/.gpu$1.resizing" || return 0
+  [[ $pid =~ ^[0-9]+$ ]] && [ "$pid" != $$ ] || return 0
+  [ "$(process_start "$pid")" = "$start" ] && echo "$pid $to"
+  return 0
+}
+interrupted_resize() {
+  local pid start to reason
+  read -r pid start _ to reason 2>/dev/null <"$DIR/.gpu$1.resizing" || return 0
+  [[ $pid =~ ^[0-9]+$ ]] && [[ $to =~ ^[0-9]+$ ]] || return 0
+  [ "$(process_start "$pid")" != "$start" ] || return 0
+  echo "$to $reason"
+}
+
 # stripes_of N: how many stripes N has: those start made, or those
 # attached if more.
 stripes_of() {
@@ -145,7 +165,7 @@ stripes_of() {
 }
 
 # shellcheck disable=SC2034 # metrics lists them
-readonly STATES="active degraded unprotected failed active-no-dio dead unresponsive no-swap no-mount stale-loop stopping unknown"
+readonly STATES="active degraded unprotected failed active-no-dio dead unresponsive no-swap no-mount stale-loop stopping resizing unknown"
 check_instance() {
   local n=$1 swaps dev
   STATS=()
@@ -158,6 +178,14 @@ check_instance() {
     return 0
   fi
   swaps=$(swap_devs_of "$n")
+  # A resize adds or takes off stripes, one by one: the swap works
+  # meanwhile.  Its counters are read as an active one's.
+  RESIZING=$(resizing_by "$n")
+  if [ -n "$RESIZING" ] && [ -n "${MNT[$n]:-}" ] && [ "$(id -u)" = 0 ]; then
+    read_stats "${MNT[$n]}" || true
+    STATE=resizing
+    return 0
+  fi
   if [ -n "${MNT[$n]:-}" ]; then
     if [ "$(id -u)" != 0 ]; then
       # Only the user who mounted (root) may open .stats.
@@ -188,6 +216,8 @@ check_instance() {
       # Fewer stripes swap than start made or than are attached: one was
       # taken off (by hand: swapoff, losetup -d).
       [ "$(wc -w <<<"$swaps")" -ge "$(stripes_of "$n")" ] || STATE=degraded
+      # A resize that was killed half-way (advice says how to finish it).
+      [ -z "$(interrupted_resize "$n")" ] || STATE=degraded
       if [ "${STATS[failover]:-0}" = 1 ] && [ "${STATS[keeper_alive]:-1}" = 0 ]; then
         STATE=unprotected
       fi
@@ -210,7 +240,7 @@ stopped_note() {
 
 # What to do about a broken state, for status.
 advice() { # N STATE
-  local n=$1 stop="run 'vramswap stop --gpu $1${FLAG[DIR]:+ --dir $DIR}'" loops server
+  local n=$1 stop="run 'vramswap stop --gpu $1${FLAG[DIR]:+ --dir $DIR}'" loops server left
   loops=$(xargs <<<"${LOOPS[$n]:-}")
   case $2 in
     dead) echo "gpu$n: the vramfs daemon is gone ($STATS_ERR); pages swapped to it are lost and processes that touch them get SIGBUS, and its swap is still on at its priority, so pages swapped out to it now fail too; $stop at once to turn it off" ;;
@@ -220,7 +250,14 @@ advice() { # N STATE
       ;;
     no-swap) echo "gpu$n: mounted but not used as swap; $stop to unmount it, then 'vramswap start'" ;;
     stopping) echo "gpu$n: being stopped by vramswap $STOPPING" ;;
-    degraded) echo "gpu$n: only $(swap_devs_of "$n" | wc -l) of its $(stripes_of "$n") stripes are swap (taken off by hand?): it works, with less room; $stop and 'vramswap start' again to have them all" ;;
+    resizing) echo "gpu$n: being resized to $(mib "${RESIZING#* }") MiB by vramswap ${RESIZING%% *}" ;;
+    degraded)
+      left=$(interrupted_resize "$n")
+      if [ -n "$left" ]; then
+        echo "gpu$n: a vramswap resize to $(mib "${left%% *}") MiB was interrupted (killed?) half-way; 'vramswap resize --gpu $n --size $(mib "${left%% *}")M${FLAG[DIR]:+ --dir $DIR}' finishes it (and so does the next resize)"
+        return 0
+      fi
+      echo "gpu$n: only $(swap_devs_of "$n" | wc -l) of its $(stripes_of "$n") stripes are swap (taken off by hand?): it works, with less room; $stop and 'vramswap start' again to have them all" ;;
     no-mount) echo "gpu$n: swap on $loops but its vramfs mount is gone from the mount table (lazily unmounted?); $stop" ;;
     stale-loop) echo "gpu$n: loop device $loops still holds the data file but nothing is mounted or swapped; $stop" ;;
     active-no-dio) echo "gpu$n: a loop device runs without direct I/O; buffered loop I/O can OOM-kill swapped processes; $stop and start again" ;;
@@ -238,6 +275,10 @@ advice() { # N STATE
 R_GPU=() R_BACKEND=() R_MNT=() R_LOOPS=() R_DIOS=() R_SIZE=() R_USED=()
 R_PRIOS=() R_HELD=() R_HITS=() R_MISSES=() R_ERRORS=() R_RESTARTS=()
 R_FAILOVER=() R_STATE=() R_ADVICE=() R_STATS=()
+# The configured size (the most it may grow to), the last resize ("TIME
+# FROM TO REASON", DIR/.gpuN.resize) and the elastic watcher's record
+# (DIR/.gpuN.elastic: "HEADROOM FREE TOTAL TIME NOTE"), '' where none.
+R_MAX=() R_RESIZE=() R_ELASTIC=()
 ACTIVE=0
 #
 # The size is that of the stripes that are swap (or attached, where none
@@ -281,12 +322,27 @@ collect_status() {
     if [ "${STATS[failover]:-0}" = 1 ]; then R_RESTARTS+=("${STATS[restarts]:-}"); else R_RESTARTS+=(""); fi
     R_STATE+=("$STATE")
     R_STATS+=("$(sort <<<"$stats")")
+    R_MAX+=("${STATS[max_size_bytes]:-}")
+    R_RESIZE+=("$(head -n 1 "$DIR/.gpu$n.resize" 2>/dev/null)")
+    R_ELASTIC+=("$(elastic_summary "$n")")
     case $STATE in
       active) R_ADVICE+=("") ;;
       *) R_ADVICE+=("$(advice "$n" "$STATE")") ;;
     esac
-    case $STATE in active | degraded | active-no-dio | unprotected) ACTIVE=$((ACTIVE + 1)) ;; esac
+    case $STATE in active | degraded | active-no-dio | unprotected | resizing) ACTIVE=$((ACTIVE + 1)) ;; esac
   done
+}
+
+# elastic_summary N: "HEADROOM FREE TOTAL TIME NOTE" from the elastic
+# watcher's record of N while it runs; nothing otherwise.
+elastic_summary() {
+  local key value
+  local -A e=()
+  while read -r key value; do
+    [ -z "$key" ] || e[$key]=$value
+  done 2>/dev/null <"$DIR/.gpu$1.elastic"
+  [[ ${e[pid]:-} =~ ^[0-9]+$ ]] && [ "$(process_start "${e[pid]}")" = "${e[start]:-}" ] || return 0
+  echo "${e[headroom]:-0} ${e[free]:-0} ${e[total]:-0} ${e[time]:-0} ${e[note]:-}"
 }
 
 # VRAM_LOOPS[DEV]: every loop device of a VRAM swap that collect_all saw,

@@ -28,27 +28,43 @@ status_table() {
     dios=$(tr ' ' '\n' <<<"${R_DIOS[$r]}" | sort -u | sed '/^$/d' | xargs)
     [[ $dios == *" "* ]] && dios=${R_DIOS[$r]}
     rate=$(hit_rate "$r")
-    rows+=("${R_GPU[$r]}|${R_BACKEND[$r]:--}|${R_MNT[$r]}|$(joined , "${R_LOOPS[$r]}")|$(joined , "$dios")|$(iec "${R_SIZE[$r]:--}")|$(iec "${R_USED[$r]:--}")|$(joined , "${R_PRIOS[$r]}")|$(iec "${R_HELD[$r]:--}")|${rate:--}${rate:+%}|${R_ERRORS[$r]:--}|${R_RESTARTS[$r]:--}|${R_STATE[$r]}")
+    rows+=("${R_GPU[$r]}|${R_BACKEND[$r]:--}|${R_MNT[$r]}|$(joined , "${R_LOOPS[$r]}")|$(joined , "$dios")|$(iec "${R_SIZE[$r]:--}")|$(iec "${R_MAX[$r]:--}")|$(iec "${R_USED[$r]:--}")|$(joined , "${R_PRIOS[$r]}")|$(iec "${R_HELD[$r]:--}")|${rate:--}${rate:+%}|${R_ERRORS[$r]:--}|${R_RESTARTS[$r]:--}|${R_STATE[$r]}")
   done
   for row in "${rows[@]}"; do
     IFS='|' read -r -a f <<<"$row"
     [ "${#f[2]}" -le "$wm" ] || wm=${#f[2]}
     [ "${#f[3]}" -le "$wl" ] || wl=${#f[3]}
   done
-  local fmt="%-4s %-8s %-${wm}s %-${wl}s %-3s %6s %6s %5s %6s %5s %6s %8s %s\n"
+  local fmt="%-4s %-8s %-${wm}s %-${wl}s %-3s %6s %6s %6s %5s %6s %5s %6s %8s %s\n"
   # shellcheck disable=SC2059 # the format is built above
-  printf "$fmt" GPU BACKEND MOUNTPOINT LOOP DIO SIZE USED PRIO HELD HITS ERRORS RESTARTS STATE
+  printf "$fmt" GPU BACKEND MOUNTPOINT LOOP DIO SIZE MAX USED PRIO HELD HITS ERRORS RESTARTS STATE
   for row in "${rows[@]}"; do
     IFS='|' read -r -a f <<<"$row"
     # shellcheck disable=SC2059
     printf "$fmt" "${f[@]}"
   done
-  if printf '%s' "${R_ADVICE[@]}" | grep -q .; then
+  if printf '%s' "${R_ADVICE[@]}" "${R_RESIZE[@]}" "${R_ELASTIC[@]}" | grep -q .; then
     echo
     for r in "${!R_ADVICE[@]}"; do
       [ -z "${R_ADVICE[$r]}" ] || echo "${R_ADVICE[$r]}"
+      [ -z "${R_RESIZE[$r]}" ] || echo "gpu${R_GPU[$r]}: $(resize_text "${R_RESIZE[$r]}")"
+      [ -z "${R_ELASTIC[$r]}" ] || echo "gpu${R_GPU[$r]}: $(elastic_text "${R_ELASTIC[$r]}")"
     done
   fi
+}
+
+# resize_text "TIME FROM TO REASON": the last resize in words.
+resize_text() {
+  local time from to reason
+  read -r time from to reason <<<"$1"
+  echo "last resized $(date -d "@$time" '+%F %T' 2>/dev/null || echo "at $time"), from $(mib "$from") MiB to $(mib "$to") MiB: $reason"
+}
+
+# elastic_text "HEADROOM FREE TOTAL TIME NOTE": the watcher in words.
+elastic_text() {
+  local headroom free total time note
+  read -r headroom free total time note <<<"$1"
+  echo "elastic: keeps $(mib "$headroom") MiB of VRAM free; $(mib "$free") of $(mib "$total") MiB free at $(date -d "@$time" '+%T' 2>/dev/null || echo "$time"); $note"
 }
 
 # --- JSON ---
@@ -115,8 +131,11 @@ status_json() {
       "$(json_value "$rate")" "$(json_value "${R_ERRORS[$r]}")" \
       "$(case ${R_FAILOVER[$r]} in 1) echo true ;; 0) echo false ;; *) echo null ;; esac)" \
       "$(json_value "${R_RESTARTS[$r]}")"
-    printf ' "state": %s, "advice": %s, "stats": {' "$(json_str "${R_STATE[$r]}")" \
+    printf ' "state": %s, "advice": %s,' "$(json_str "${R_STATE[$r]}")" \
       "$(json_value "${R_ADVICE[$r]}")"
+    printf ' "max_size_bytes": %s, "last_resize": %s, "elastic": %s, "stats": {' \
+      "$(json_value "${R_MAX[$r]}")" "$(resize_json "${R_RESIZE[$r]}")" \
+      "$(elastic_json "${R_ELASTIC[$r]}")"
     ssep=''
     while read -r key value; do
       [ -n "$key" ] || continue
@@ -128,6 +147,26 @@ status_json() {
   done
   [ -z "$sep" ] || echo
   printf ']}\n'
+}
+
+# resize_json "TIME FROM TO REASON": the last resize as an object, or null.
+resize_json() {
+  local time from to reason
+  [ -n "$1" ] || { printf null; return 0; }
+  read -r time from to reason <<<"$1"
+  printf '{"time": %s, "from_bytes": %s, "to_bytes": %s, "reason": %s}' "$(json_value "$time")" \
+    "$(json_value "$from")" "$(json_value "$to")" "$(json_str "$reason")"
+}
+
+# elastic_json "HEADROOM FREE TOTAL TIME NOTE": the watcher as an object,
+# or null.
+elastic_json() {
+  local headroom free total time note
+  [ -n "$1" ] || { printf null; return 0; }
+  read -r headroom free total time note <<<"$1"
+  printf '{"headroom_bytes": %s, "free_bytes": %s, "total_bytes": %s, "time": %s, "note": %s}' \
+    "$(json_value "$headroom")" "$(json_value "$free")" "$(json_value "$total")" \
+    "$(json_value "$time")" "$(json_str "$note")"
 }
 
 # --- the Prometheus text format (node_exporter's textfile collector) ---
@@ -153,6 +192,8 @@ metric() {
           value=$(awk -v h="${R_HITS[$r]}" -v m="${R_MISSES[$r]}" 'BEGIN { printf "%.4f", h / (h + m) }')
         fi
         ;;
+      resize:*) value=$(awk -v i="${field#resize:}" '{ print $i }' <<<"${R_RESIZE[$r]}") ;;
+      elastic:*) value=$(awk -v i="${field#elastic:}" '{ print $i }' <<<"${R_ELASTIC[$r]}") ;;
       *) ref="${field}[$r]"; value=${!ref} ;;
     esac
     [[ $value =~ ^[0-9]+(\.[0-9]+)?$ ]] || continue
@@ -173,6 +214,7 @@ metrics_text() {
   printf '# HELP vramswap_active Number of VRAM swaps that take pages.\n'
   printf '# TYPE vramswap_active gauge\nvramswap_active %s\n' "$ACTIVE"
   metric vramswap_size_bytes gauge "Size of the swap: of its stripes that are swap." R_SIZE
+  metric vramswap_max_size_bytes gauge "The size it started with: the most it may grow to." R_MAX
   metric vramswap_used_bytes gauge "Bytes in the swap now." R_USED
   metric vramswap_held_bytes gauge "Device memory the daemon holds (VRAM, or RAM with the host backend)." R_HELD
   metric vramswap_reads_total counter "Read requests served." stats:reads
@@ -187,6 +229,10 @@ metrics_text() {
   metric vramswap_keeper_alive gauge "1 while the failover keeper runs." stats:keeper_alive
   metric vramswap_restarts_total counter "Servers started to replace a dead one." stats:restarts
   metric vramswap_last_takeover_milliseconds gauge "How long the last takeover took." stats:last_takeover_ms
+  metric vramswap_resizes_total counter "Times the swap grew or shrank (vramswap resize, elastic mode)." stats:resizes
+  metric vramswap_last_resize_timestamp_seconds gauge "When vramswap last resized the swap." resize:1
+  metric vramswap_elastic_headroom_bytes gauge "Elastic mode: the VRAM it keeps free for other programs." elastic:1
+  metric vramswap_elastic_free_bytes gauge "Elastic mode: free VRAM at the watcher's last reading." elastic:2
   printf '# HELP vramswap_state The state of each VRAM swap: 1 for the state it is in (see vramswap(8)).\n'
   printf '# TYPE vramswap_state gauge\n'
   for r in "${!R_GPU[@]}"; do

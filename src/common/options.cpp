@@ -329,6 +329,9 @@ std::optional<std::string> parse_command_line(int argc, const char *const *argv,
       o->show_stats_keys = true;
     } else if (arg == "--check-options") {
       o->check_only = true;
+    } else if (arg == "--gpu-memory") {
+      if (i + 1 >= argc || !*argv[i + 1]) return "option --gpu-memory needs a GPU (index, UUID or PCI bus id)";
+      o->gpu_memory_device = argv[++i];
     } else if (arg == "-f") {
       o->foreground = true;
     } else if (arg == "-d" || arg == "--debug") {
@@ -352,7 +355,8 @@ std::optional<std::string> parse_command_line(int argc, const char *const *argv,
       positional.push_back(arg);
     }
   }
-  if (o->show_help || o->show_version || o->show_stats_keys) return std::nullopt;
+  if (o->show_help || o->show_version || o->show_stats_keys || o->gpu_memory_device)
+    return std::nullopt;
 
   if (positional.empty()) return "no mountpoint given (usage: vramfs MOUNTPOINT -o size=SIZE)";
   if (positional.size() > 2)
@@ -417,6 +421,8 @@ std::string usage_text(const char *program) {
                      "    -V, --version       print the version\n"
                      "    --check-options     check the options as a mount would, then exit\n"
                      "    --stats-keys        print the keys of .stats with unit and meaning\n"
+                     "    --gpu-memory DEV    print the GPU's free and total memory in bytes, read\n"
+                     "                        through the driver (NVML), then exit\n"
                      "\n"
                      "FUSE mount options such as -o allow_other are passed to libfuse.\n"
                      "See vramfs(8).\n";

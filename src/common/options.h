@@ -102,6 +102,9 @@ struct options {
   // that needs neither the mount nor the GPU) and exit: 0, or 1 with the
   // refusal.  vramswap asks this instead of restating the rules.
   bool check_only = false;
+  // --gpu-memory DEVICE: print the GPU's free and total memory in bytes
+  // (common/gpu_memory.h) and exit; vramswap's elastic mode reads it.
+  std::optional<std::string> gpu_memory_device;
   // Arguments left for libfuse (its own -o options such as allow_other).
   std::vector<std::string> fuse_args;
 

@@ -1,5 +1,6 @@
 // vramfs: mounts a FUSE filesystem whose one file lives in GPU memory.
 #include "common/fault_injection.h"
+#include "common/gpu_memory.h"
 #include "common/log.h"
 #include "common/options.h"
 #include "daemon/daemon.h"
@@ -39,6 +40,16 @@ int main(int argc, char **argv) {
   }
   if (opts.show_stats_keys) {
     fputs(fuse::describe_stats_keys().c_str(), stdout);
+    return 0;
+  }
+  if (opts.gpu_memory_device) {
+    std::string error;
+    auto reading = read_gpu_memory(*opts.gpu_memory_device, &error);
+    if (!reading) {
+      fprintf(stderr, "vramfs: %s\n", error.c_str());
+      return 1;
+    }
+    printf("%llu %llu\n", (unsigned long long)reading->free, (unsigned long long)reading->total);
     return 0;
   }
   if (auto err = fault_injection::configure_from_environment()) {
