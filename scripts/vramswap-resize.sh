@@ -207,7 +207,7 @@ shrink_to() {
       done
       LAST_REFUSAL=${why:-a swapoff failed}
       say "gpu$n: ${why:-the shrink stopped}; the stripes are as they were, nothing changed"
-      [ -z "$RESIZE_SIGNAL" ] || exit $((128 + $(kill -l "$RESIZE_SIGNAL")))
+      resize_stopped "$n"
       return 1
     fi
     off+=("$dev")
@@ -252,13 +252,22 @@ grow_to() {
   truncate_data "$n" $((from * STRIPE_EACH)) >/dev/null || true
   LAST_REFUSAL=$why
   say "gpu$n: $why; nothing changed"
-  [ -z "$RESIZE_SIGNAL" ] || exit $((128 + $(kill -l "$RESIZE_SIGNAL")))
+  resize_stopped "$n"
   return 1
 }
 
-# resize_instance N BYTES REASON: instance N (active, after scan,
+# resize_stopped N: after a resize put back what it had changed: its record
+# goes, and a signal that stopped it ends vramswap now.
+resize_stopped() {
+  [ -n "$RESIZE_SIGNAL" ] || return 0
+  rm -f "$DIR/.gpu$1.resizing"
+  exit $((128 + $(kill -l "$RESIZE_SIGNAL")))
+}
+
+# resize_instance N BYTES REASON [FROM]: instance N (active, after scan,
 # check_instance and stripe_layout) to as many whole stripes as BYTES
-# holds.  Says what it did or why not; fails when nothing changed.
+# holds.  Says what it did or why not, from FROM bytes (those of a resize
+# it finishes; default: the size now); fails when nothing changed.
 RESIZE_PRIO=100
 resize_instance() {
   local n=$1 bytes=$2 reason=$3 k now from dev why
@@ -266,7 +275,7 @@ resize_instance() {
   k=$((bytes / STRIPE_EACH))
   [ "$k" -le "$STRIPE_MAX" ] || k=$STRIPE_MAX
   now=$(stripes_now)
-  from=${STATS[size_bytes]:-$((now * STRIPE_EACH))}
+  from=${4:-${STATS[size_bytes]:-$((now * STRIPE_EACH))}}
   for dev in $(swap_devs_of "$n"); do RESIZE_PRIO=${SWAP_PRIO[$dev]}; done
   if [ "$k" -lt "$now" ]; then
     why=$(shrink_refusal "$n" "$k")
@@ -317,12 +326,13 @@ prepare_instance() {
 # finish_interrupted N: a resize of N that was killed is done now, to the
 # size it was going to.
 finish_interrupted() {
-  local n=$1 left to reason
+  local n=$1 left to from reason
   left=$(interrupted_resize "$n")
   [ -n "$left" ] || return 0
-  read -r to reason <<<"$left"
+  read -r to from reason <<<"$left"
   say "gpu$n: a resize to $(mib "$to") MiB was interrupted; finishing it"
-  resize_instance "$n" "$to" "${reason:-vramswap resize} (finished after an interruption)" || return 1
+  resize_instance "$n" "$to" "${reason:-vramswap resize} (finished after an interruption)" "$from" ||
+    return 1
   prepare_instance "$n"
 }
 

@@ -139,8 +139,8 @@ stopping_by() {
 }
 # resizing_by N: "PID TO_BYTES" of another vramswap that resizes instance N
 # now (DIR/.gpuN.resizing, written by vramswap-resize.sh), or nothing.
-# interrupted_resize N: "TO_BYTES REASON" of a resize of N that was killed
-# before it was done, or nothing.
+# interrupted_resize N: "TO_BYTES FROM_BYTES REASON" of a resize of N that
+# was killed before it was done, or nothing.
 resizing_by() {
   local pid start to
   read -r pid start _ to _ 2>/dev/null <"$DIR/.gpu$1.resizing" || return 0
@@ -149,11 +149,11 @@ resizing_by() {
   return 0
 }
 interrupted_resize() {
-  local pid start to reason
-  read -r pid start _ to reason 2>/dev/null <"$DIR/.gpu$1.resizing" || return 0
+  local pid start from to reason
+  read -r pid start from to reason 2>/dev/null <"$DIR/.gpu$1.resizing" || return 0
   [[ $pid =~ ^[0-9]+$ ]] && [[ $to =~ ^[0-9]+$ ]] || return 0
   [ "$(process_start "$pid")" != "$start" ] || return 0
-  echo "$to $reason"
+  echo "$to $from $reason"
 }
 
 # stripes_of N: how many stripes N has: those start made, or those
@@ -323,7 +323,7 @@ collect_status() {
     R_STATE+=("$STATE")
     R_STATS+=("$(sort <<<"$stats")")
     R_MAX+=("${STATS[max_size_bytes]:-}")
-    R_RESIZE+=("$(head -n 1 "$DIR/.gpu$n.resize" 2>/dev/null)")
+    R_RESIZE+=("$(head -n 1 "$DIR/.gpu$n.resize" 2>/dev/null || true)")
     R_ELASTIC+=("$(elastic_summary "$n")")
     case $STATE in
       active) R_ADVICE+=("") ;;
