@@ -49,6 +49,22 @@ status_table() {
       [ -z "${R_ADVICE[$r]}" ] || echo "${R_ADVICE[$r]}"
     done
   fi
+  standby_notes
+}
+
+# standby_notes: a line for each failover swap whose standby server is not
+# ready (still starting after a takeover, or impossible on its GPU); one
+# turned off on purpose needs no word.
+standby_notes() {
+  local r standby
+  for r in "${!R_GPU[@]}"; do
+    [ "${R_FAILOVER[$r]}" = 1 ] || continue
+    standby=$(awk '$1 == "standby" { print $2 }' <<<"${R_STATS[$r]}")
+    case $standby in
+      starting) echo "gpu${R_GPU[$r]}: the standby server is starting: until it is ready a takeover pauses the swap about 0.3 s" ;;
+      unavailable) echo "gpu${R_GPU[$r]}: no standby server can run (the GPU admits one process at a time): a takeover pauses the swap about 0.3 s" ;;
+    esac
+  done
 }
 
 # --- JSON ---
@@ -147,6 +163,9 @@ metric() {
   for r in "${!R_GPU[@]}"; do
     case $field in
       stats:*) value=$(awk -v k="${field#stats:}" '$1 == k { print $2 }' <<<"${R_STATS[$r]}") ;;
+      standby_ready)
+        value=$(awk '$1 == "standby" { print ($2 == "ready") }' <<<"${R_STATS[$r]}")
+        ;;
       hit_ratio)
         value=
         if [ -n "$(hit_rate "$r")" ]; then
@@ -187,6 +206,7 @@ metrics_text() {
   metric vramswap_keeper_alive gauge "1 while the failover keeper runs." stats:keeper_alive
   metric vramswap_restarts_total counter "Servers started to replace a dead one." stats:restarts
   metric vramswap_last_takeover_milliseconds gauge "How long the last takeover took." stats:last_takeover_ms
+  metric vramswap_standby_ready gauge "1 while a standby server waits, ready to take over at once." standby_ready
   printf '# HELP vramswap_state The state of each VRAM swap: 1 for the state it is in (see vramswap(8)).\n'
   printf '# TYPE vramswap_state gauge\n'
   for r in "${!R_GPU[@]}"; do
