@@ -101,7 +101,7 @@ check_uring_param() {
 }
 
 check_gpus() {
-  local out index name free total any='' rc=0
+  local out index name free total mode any='' rc=0
   if [ "${SET[BACKEND]}" = host ]; then
     report ok gpu "backend host: the swap is in RAM, no GPU needed"
     return 0
@@ -113,7 +113,7 @@ check_gpus() {
     report fail gpu "nvidia-smi not found: install the NVIDIA driver (or use --backend host, which puts the swap in RAM)"
     return 0
   fi
-  out=$(bounded_for "$GPU_TIMEOUT" nvidia-smi --query-gpu=index,name,memory.free,memory.total \
+  out=$(bounded_for "$GPU_TIMEOUT" nvidia-smi --query-gpu=index,name,memory.free,memory.total,compute_mode \
     --format=csv,noheader,nounits 2>&1) || rc=$?
   if [ "$rc" = 137 ]; then
     report fail gpu "nvidia-smi did not answer within $GPU_TIMEOUT s: a GPU or its driver hangs (dmesg, nvidia-bug-report.sh)"
@@ -122,9 +122,14 @@ check_gpus() {
     report fail gpu "nvidia-smi cannot list the GPUs: $(one_line "$out")"
     return 0
   fi
-  while IFS=, read -r index name free total; do
+  while IFS=, read -r index name free total mode; do
     [[ $index =~ ^[0-9]+$ ]] || continue
-    name=${name# } free=${free// /} total=${total// /}
+    name=${name# } free=${free// /} total=${total// /} mode=${mode// /}
+    # One CUDA context at a time: the standby server, a second context
+    # waiting beside the serving one, cannot start there.
+    if [ "$mode" = Exclusive_Process ] && [ "${SET[FAILOVER]}" = yes ] && [ "${SET[STANDBY]}" = yes ]; then
+      report warn standby "gpu$index is in exclusive-process compute mode: it admits one CUDA context, so no standby server can wait beside the serving one, and a takeover pauses the swap about 0.3 s instead of milliseconds ('nvidia-smi -i $index -c DEFAULT' allows it)"
+    fi
     any=1
     if [[ $free =~ ^[0-9]+$ ]] && [ "$free" -lt 1024 ]; then
       report warn gpu "gpu$index $name: only $free of $total MiB free: other programs hold its memory"

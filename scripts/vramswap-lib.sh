@@ -533,7 +533,7 @@ check_dir() {
   [[ $1 != *[$'\t\n']* ]] || { echo "a tab or a newline is not allowed in it"; return 1; }
 }
 
-CONFIG_KEYS="GPU SIZE PRIORITY DISCARD BACKEND CACHE STRIPES TRANSPORT QUEUE_DEPTH FAILOVER DIR ELASTIC"
+CONFIG_KEYS="GPU SIZE PRIORITY DISCARD BACKEND CACHE STRIPES TRANSPORT QUEUE_DEPTH FAILOVER STANDBY DIR ELASTIC"
 # FROM[KEY]: where a setting that is not the built-in default came from
 # ("FILE:LINE" or "--option"), for messages about settings that clash.
 declare -A SET=() FROM=()
@@ -541,7 +541,8 @@ declare -A SET=() FROM=()
 settings_defaults() {
   SET=([GPU]=all [SIZE]="" [PRIORITY]=100 [DISCARD]=no [BACKEND]=cuda
        [CACHE]="" [DIR]=$DEFAULT_DIR [STRIPES]=$DEFAULT_STRIPES
-       [TRANSPORT]="" [QUEUE_DEPTH]="" [FAILOVER]=$DEFAULT_FAILOVER [ELASTIC]="")
+       [TRANSPORT]="" [QUEUE_DEPTH]="" [FAILOVER]=$DEFAULT_FAILOVER [STANDBY]=yes
+       [ELASTIC]="")
   FROM=()
 }
 settings_defaults
@@ -556,7 +557,7 @@ check_setting() { # KEY VALUE: prints the problem and fails
     BACKEND) check_either "$2" cuda host ;;
     STRIPES) check_number "$2" 1 "$MAX_STRIPES" ;;
     TRANSPORT) check_either "$2" dev uring ;;
-    FAILOVER) check_either "$2" yes no ;;
+    FAILOVER | STANDBY) check_either "$2" yes no ;;
     # vramfs's own range (queue_depth=): a value it would refuse is refused
     # here, before anything is made.
     QUEUE_DEPTH) check_number "$2" 1 128 ;;

@@ -387,6 +387,7 @@ mount_instance() { # N
   [ -z "${SET[TRANSPORT]}" ] || opts+=,transport=${SET[TRANSPORT]}
   [ -z "${SET[QUEUE_DEPTH]}" ] || opts+=,queue_depth=$((10#${SET[QUEUE_DEPTH]}))
   [ "${SET[FAILOVER]}" = no ] || opts+=,failover
+  [ "${SET[FAILOVER]}" = no ] || [ "${SET[STANDBY]}" = yes ] || opts+=,standby=0
   undo_push umount "$mnt"
   out=$(run_vramfs "$n" "$mnt" "$opts") ||
     step_failed "$n" "mount ($VRAMFS $MOUNT_SOURCE $mnt -o $opts)" "$(one_line "$out")"

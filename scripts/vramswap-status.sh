@@ -51,6 +51,22 @@ status_table() {
       [ -z "${R_ELASTIC[$r]}" ] || echo "gpu${R_GPU[$r]}: $(elastic_text "${R_ELASTIC[$r]}")"
     done
   fi
+  standby_notes
+}
+
+# standby_notes: a line for each failover swap whose standby server is not
+# ready (still starting after a takeover, or impossible on its GPU); one
+# turned off on purpose needs no word.
+standby_notes() {
+  local r standby
+  for r in "${!R_GPU[@]}"; do
+    [ "${R_FAILOVER[$r]}" = 1 ] || continue
+    standby=$(awk '$1 == "standby" { print $2 }' <<<"${R_STATS[$r]}")
+    case $standby in
+      starting) echo "gpu${R_GPU[$r]}: the standby server is starting: until it is ready a takeover pauses the swap about 0.3 s" ;;
+      unavailable) echo "gpu${R_GPU[$r]}: no standby server can run (the GPU admits one process at a time): a takeover pauses the swap about 0.3 s" ;;
+    esac
+  done
 }
 
 # resize_text "TIME FROM TO REASON": the last resize in words.
@@ -186,6 +202,9 @@ metric() {
   for r in "${!R_GPU[@]}"; do
     case $field in
       stats:*) value=$(awk -v k="${field#stats:}" '$1 == k { print $2 }' <<<"${R_STATS[$r]}") ;;
+      standby_ready)
+        value=$(awk '$1 == "standby" { print ($2 == "ready") }' <<<"${R_STATS[$r]}")
+        ;;
       hit_ratio)
         value=
         if [ -n "$(hit_rate "$r")" ]; then
@@ -229,6 +248,7 @@ metrics_text() {
   metric vramswap_keeper_alive gauge "1 while the failover keeper runs." stats:keeper_alive
   metric vramswap_restarts_total counter "Servers started to replace a dead one." stats:restarts
   metric vramswap_last_takeover_milliseconds gauge "How long the last takeover took." stats:last_takeover_ms
+  metric vramswap_standby_ready gauge "1 while a standby server waits, ready to take over at once." standby_ready
   metric vramswap_resizes_total counter "Times the swap grew or shrank (vramswap resize, elastic mode)." stats:resizes
   metric vramswap_last_resize_timestamp_seconds gauge "When vramswap last resized the swap." resize:1
   metric vramswap_elastic_headroom_bytes gauge "Elastic mode: the VRAM it keeps free for other programs." elastic:1

@@ -245,6 +245,16 @@ wait_for() {
   return 1
 }
 
+# kept_chunks PID: how many chunks of memory the failover keeper PID holds
+# (its memfds named vramfs-chunk).
+kept_chunks() {
+  local fd n=0
+  for fd in /proc/"$1"/fd/*; do
+    if [[ $(readlink "$fd" 2>/dev/null) == *memfd:vramfs-chunk* ]]; then n=$((n + 1)); fi
+  done
+  echo "$n"
+}
+
 # children PID: the processes whose parent is PID.
 children() { ps -o pid= --ppid "$1" | tr -d ' '; }
 

@@ -17,8 +17,8 @@ MiB=$((1 << 20))
 
 stats_now() { timeout -s KILL 5 cat "$mnt/.stats" 2>/dev/null | awk -v k="$1" '$1 == k { print $2 }'; }
 
-# kept_chunks: the memory chunks the keeper holds (host: memfds it maps).
-kept_chunks() { ls -l "/proc/$(stats_now keeper_pid)/fd" 2>/dev/null | grep -c 'memfd:vramfs-chunk' || true; }
+# keeper_chunks: the memory chunks the keeper holds (host: memfds it maps).
+keeper_chunks() { kept_chunks "$(stats_now keeper_pid)"; }
 
 # expect_holding SIZE_MIB WHAT: the size, the memory held and the keeper's
 # chunks all say SIZE_MIB.
@@ -28,8 +28,8 @@ expect_holding() {
   [ "$(stat -c %s "$file")" = "$want" ] || fail "$2: the file is $(stat -c %s "$file") bytes, not $want"
   [ "$(stats_now size_bytes)" = "$want" ] || fail "$2: size_bytes is $(stats_now size_bytes), not $want"
   [ "$(stats_now held_bytes)" = "$want" ] || fail "$2: held_bytes is $(stats_now held_bytes), not $want"
-  [ "$(kept_chunks)" = $((want / chunk)) ] ||
-    fail "$2: the keeper holds $(kept_chunks) chunks of $chunk bytes, not $((want / chunk))"
+  [ "$(keeper_chunks)" = $((want / chunk)) ] ||
+    fail "$2: the keeper holds $(keeper_chunks) chunks of $chunk bytes, not $((want / chunk))"
   echo "ok: $2: $1 MiB, held and kept in $((want / chunk)) chunks"
 }
 
@@ -92,6 +92,6 @@ done
 status=0
 wait "$swapper" || status=$?
 cat "$dir/swapper"
-[ "$status" = 0 ] && grep -q verified "$dir/swapper" || fail "the swapping process lost pages (exit $status)"
+if [ "$status" != 0 ] || ! grep -q verified "$dir/swapper"; then fail "the swapping process lost pages (exit $status)"; fi
 [ "$(stats_now errors)" = 0 ] || fail "vramfs counted $(stats_now errors) errors"
 echo PASS

@@ -82,7 +82,7 @@ if [ -f "$MAN" ]; then
   man_list=$(awk '/^\.SH (COMMANDS|OPTIONS)/ { on = 1; next } /^\.SH/ { on = 0 }
     on && prev == ".TP" { print } { prev = $0 }' "$MAN" |
     sed 's/\\-/-/g; s/\\f[BIRP]//g; s/^\.[A-Z]* //; s/"//g' |
-    grep -Eo '(^|[ ,])(--?[a-zA-Z][a-z-]*|start|stop|status|metrics|doctor|sleep|wake)' | tr -d ' ,' | sort -u)
+    grep -Eo '(^|[ ,])(--?[a-zA-Z][a-z-]*|start|stop|resize|elastic|status|metrics|doctor|sleep|wake)' | tr -d ' ,' | sort -u)
   [ -n "$help_list" ] || fail "no options found in --help"
   [ "$help_list" = "$man_list" ] ||
     fail "--help and vramswap.8 differ: $(diff <(echo "$help_list") <(echo "$man_list") | grep '^[<>]' | tr '\n' ' ')"

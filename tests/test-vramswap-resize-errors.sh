@@ -19,8 +19,9 @@ mnt=$DIR/gpu0
 
 unchanged() { # WHAT
   read_stats "$mnt" || fail "$1: .stats: $STATS_ERR"
-  [ "${STATS[size_bytes]}" = $((128 * MiB)) ] && [ "${STATS[resizes]}" = 0 ] ||
+  if [ "${STATS[size_bytes]}" != $((128 * MiB)) ] || [ "${STATS[resizes]}" != 0 ]; then
     fail "$1: the size changed (${STATS[size_bytes]}, ${STATS[resizes]} resizes)"
+  fi
   [ "$(loops_under "$mnt" | wc -l)" = 4 ] || fail "$1: the stripes changed"
 }
 

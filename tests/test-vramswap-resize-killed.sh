@@ -35,7 +35,7 @@ expect_size() { # MIB STRIPES WHAT
   read_stats "$mnt" || fail "$3: .stats: $STATS_ERR"
   [ "${STATS[size_bytes]}" = "$want" ] || fail "$3: size_bytes ${STATS[size_bytes]}, not $want"
   [ "${STATS[held_bytes]}" = "$want" ] || fail "$3: held_bytes ${STATS[held_bytes]}, not $want"
-  kept=$(ls -l "/proc/${STATS[keeper_pid]}/fd" | grep -c 'memfd:vramfs-chunk') || true
+  kept=$(kept_chunks "${STATS[keeper_pid]}")
   [ "$kept" = $((want / STATS[chunk_bytes])) ] || fail "$3: the keeper keeps $kept chunks"
   [ "$(loops_under "$mnt" | wc -l)" = "$2" ] || fail "$3: $(loops_under "$mnt" | wc -l) loop devices, not $2"
   for d in $(loops_under "$mnt"); do swap_active "$d" || fail "$3: $d is not swap"; done
@@ -124,7 +124,7 @@ kill -CONT "$soak"
 status=0
 wait "$soak" || status=$?
 cat "$BASE/soak.out"
-[ "$status" = 0 ] && grep -q verified "$BASE/soak.out" || fail "the process lost pages (exit $status)"
+if [ "$status" != 0 ] || ! grep -q verified "$BASE/soak.out"; then fail "the process lost pages (exit $status)"; fi
 vs stop --dir "$DIR"
 expect_rc 0 "stop"
 nothing_left "after stop"

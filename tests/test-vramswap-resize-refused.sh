@@ -61,7 +61,7 @@ unchanged "RAM refusal"
 status=0
 wait "$soak" || status=$?
 cat "$BASE/soak.out"
-[ "$status" = 0 ] && grep -q verified "$BASE/soak.out" || fail "the process lost pages (exit $status)"
+if [ "$status" != 0 ] || ! grep -q verified "$BASE/soak.out"; then fail "the process lost pages (exit $status)"; fi
 vs stop --dir "$DIR"
 expect_rc 0 "stop"
 nothing_left "after stop"

@@ -27,7 +27,7 @@ expect_size() {
   [ "$(bounded stat -c %s "$mnt/swapfile")" = "$want" ] || fail "$3: the data file is not $1 MiB"
   [ "${STATS[size_bytes]}" = "$want" ] || fail "$3: size_bytes ${STATS[size_bytes]}, not $want"
   [ "${STATS[held_bytes]}" = "$want" ] || fail "$3: vramfs holds ${STATS[held_bytes]} bytes, not $want"
-  kept=$(ls -l "/proc/${STATS[keeper_pid]}/fd" | grep -c 'memfd:vramfs-chunk') || true
+  kept=$(kept_chunks "${STATS[keeper_pid]}")
   [ "$kept" = $((want / chunk)) ] || fail "$3: the keeper keeps $kept chunks, not $((want / chunk))"
   devs=$(loops_under "$mnt" | xargs)
   [ "$(wc -w <<<"$devs")" = "$2" ] || fail "$3: $(wc -w <<<"$devs") loop devices, not $2"
@@ -121,7 +121,7 @@ expect_size 192 3 "three stripes"
 status=0
 wait "$soak" || status=$?
 cat "$BASE/soak.out"
-[ "$status" = 0 ] && grep -q verified "$BASE/soak.out" || fail "the process lost pages (exit $status)"
+if [ "$status" != 0 ] || ! grep -q verified "$BASE/soak.out"; then fail "the process lost pages (exit $status)"; fi
 read_stats "$mnt"
 [ "${STATS[errors]}" = 0 ] || fail "vramfs counted ${STATS[errors]} errors"
 [ "${STATS[resizes]}" = 4 ] || fail "vramfs counted ${STATS[resizes]} resizes, not 4"

@@ -116,7 +116,7 @@ expect_rc 0 "status, one active"
 echo "$OUT"
 head -n 1 <<<"$OUT" | grep -q '^GPU .*MOUNTPOINT .*LOOP .*DIO .*SIZE .*USED .*HELD .*HITS .*ERRORS .*STATE' ||
   fail "status has no header row"
-grep -Eq "^0 +host +$DIR/gpu0 +$LOOP +1 +256M +[^ ]+ +7 +256M .* active$" <<<"$OUT" ||
+grep -Eq "^0 +host +$DIR/gpu0 +$LOOP +1 +256M +256M +[^ ]+ +7 +256M .* active$" <<<"$OUT" ||
   fail "status has no active row for gpu0"
 
 info "start again: says already active, changes nothing"

@@ -215,7 +215,8 @@ class page_cache {
   std::mutex writeback_mutex_;
   std::condition_variable writeback_wake_;
   bool writeback_wanted_ = false;  // under writeback_mutex_
-  bool writeback_stop_ = false;
+  // Read without the mutex by the write-back loop between sets.
+  std::atomic<bool> writeback_stop_{false};
 };
 
 }  // namespace vramfs

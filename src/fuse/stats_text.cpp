@@ -126,6 +126,10 @@ const stats_key keys[] = {
      [](const filesystem &fs) { return number(fs.state.last_takeover_us.load() / 1000); }},
     {"last_takeover_us", "us", "the same, in microseconds",
      [](const filesystem &fs) { return number(fs.state.last_takeover_us.load()); }},
+    {"last_death_us", "us",
+     "when the keeper learnt of the last server's death (CLOCK_MONOTONIC), to time a takeover "
+     "against a kill",
+     [](const filesystem &fs) { return number(fs.state.last_death_us.load()); }},
     {"last_pause_ms", "ms", "from the last server's death to its successor's first answer",
      [](const filesystem &fs) { return number(fs.state.last_pause_us.load() / 1000); }},
     {"standby", "text",
