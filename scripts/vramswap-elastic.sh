@@ -126,16 +126,17 @@ stop_watchers() {
 # --- the loop ----------------------------------------------------------------
 
 # note TEXT: what the watcher sees and decides, into its record (status
-# shows it) with the figures; into the journal and the log when it differs
-# from the last.
+# shows it) with the figures; into the journal and the log when it says
+# something else than the last, figures aside (free VRAM moves by a few
+# MiB all the time: a line per reading would flood the journal).
 LAST_NOTE=
 note() {
   local tmp
   tmp="$DIR/.gpu$N.elastic.tmp"
   printf 'pid %s\nstart %s\nheadroom %s\nfree %s\ntotal %s\ntime %s\nnote %s\n' "$$" "$MY_START" \
     "$HEADROOM" "$FREE" "$TOTAL" "$(date +%s)" "$1" >"$tmp" 2>/dev/null && mv -f "$tmp" "$DIR/.gpu$N.elastic"
-  [ "$1" != "$LAST_NOTE" ] || return 0
-  LAST_NOTE=$1
+  [ "${1//[0-9]/}" != "$LAST_NOTE" ] || return 0
+  LAST_NOTE=${1//[0-9]/}
   echo "$(date '+%F %T') gpu$N: $1"
   journal "gpu$N: elastic: $1"
 }

@@ -1,0 +1,52 @@
+#!/bin/bash
+# One declared .stats: every key that vramswap's shell, the tests and the
+# documentation read by name is one that vramfs declares (vramfs
+# --stats-keys, the table that also writes .stats).  A key renamed or
+# dropped in the C++ fails here, not on a user's status or metrics.
+# shellcheck source=tests/functions.sh
+. "$TESTS_DIR/functions.sh"
+
+src=$TESTS_DIR/..
+declared=$("$VRAMFS" --stats-keys | awk '{ print $1 }')
+[ "$(wc -l <<<"$declared")" -ge 20 ] || fail "vramfs --stats-keys printed too little: $declared"
+info "$(wc -l <<<"$declared") keys declared"
+
+# named FILE...: each key read by name in the files, a line each.
+# The shell reads .stats into STATS[key] (read_stats), metrics name
+# stats:key, and a few lines pick one key with awk '$1 == "key"'.  Tests
+# also use stat_value MOUNT KEY and stats_now KEY.  The documentation names
+# a key with its value: `key value` (Markdown), .BR "key value" (man).
+# shellcheck disable=SC2016 # the patterns match a literal $1 and backquotes
+named() {
+  local f
+  set +e  # a file that names none is no error
+  for f in "$@"; do
+    grep -oE 'STATS\[[a-z_]+\]' "$f" | sed -E 's/STATS\[([a-z_]+)\]/\1/'
+    grep -oE '\bstats:[a-z_]+' "$f" | sed 's/^stats://'
+    grep -oE '\$1 == "[a-z_]+"' "$f" | sed -E 's/.*"([a-z_]+)"/\1/'
+    grep -oE '\b(stat_value "[^"]+"|stats_now) [a-z_]+' "$f" | awk '{ print $NF }'
+    grep -oE '`[a-z]+(_[a-z]+)* [0-9a-z]+`' "$f" | tr -d '`' | awk '{ print $1 }'
+    grep -oE '^\.BR? "[a-z]+(_[a-z]+)* [0-9a-z]+"' "$f" | sed -E 's/^\.BR? "//' | awk '{ print $1 }'
+  done
+}
+
+missing=0 checked=0
+for f in "$src"/scripts/vramswap.in "$src"/scripts/*.sh "$src"/tests/*.sh "$src"/man/*.8.in \
+  "$src"/README.md "$src"/docs/*.md; do
+  [ -f "$f" ] || continue
+  [ "$f" != "$src/tests/test-stats-keys.sh" ] || continue
+  while read -r key; do
+    [ -n "$key" ] || continue
+    checked=$((checked + 1))
+    # Not keys of .stats: the documentation's own placeholder, and keys of
+    # vramswap's JSON and of the lines status prints (not vramfs's).
+    case $key in key | make | vramswap) continue ;; esac
+    if ! grep -qx "$key" <<<"$declared"; then
+      echo "FAIL: ${f#"$src"/} reads .stats key '$key', which vramfs does not declare" >&2
+      missing=$((missing + 1))
+    fi
+  done < <(named "$f" | sort -u)
+done
+[ "$missing" = 0 ] || fail "$missing keys named but not declared (vramfs --stats-keys lists those that are)"
+[ "$checked" -ge 30 ] || fail "only $checked names found: the patterns above no longer match the files"
+echo "ok: $checked names in the shell, tests and docs, each declared"
