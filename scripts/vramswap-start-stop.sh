@@ -216,12 +216,27 @@ choose_instances() {
 }
 
 # failover_clash: why -o failover cannot be had with the other settings
-# and this kernel; nothing when it can.
+# and this kernel; nothing when it can.  Which options failover takes is
+# vramfs's rule, asked of it (vramfs --check-options, which mounts
+# nothing), not restated here; the settings behind its answer are named
+# with where they came from.  The kernel's version is this machine's fact,
+# which only a mount would otherwise find.
 failover_clash() {
-  if [ "${SET[TRANSPORT]}" = uring ]; then
-    echo "needs --transport dev, but ${FROM[TRANSPORT]:-the settings} ask${FROM[TRANSPORT]:+s} for uring: requests in flight on FUSE over io_uring cannot be handed to a new server"
-  elif [ "${SET[BACKEND]}" = host ] && [ "${SET[DISCARD]}" = yes ]; then
-    echo "holds all of the memory with --backend host, but ${FROM[DISCARD]:-the settings} ask${FROM[DISCARD]:+s} for --discard"
+  local out key given=''
+  if out=$("$VRAMFS" --check-options "$MOUNT_SOURCE" / -o "$(vramfs_options "${INSTANCES[0]:-0}")" 2>&1); then
+    out=
+  fi
+  out=$(one_line "${out#vramfs: }")
+  if [[ $out == failover:* ]]; then
+    out=${out#failover: }
+    # The settings that vramfs's answer names (by its option names), with
+    # where each was given.
+    for key in BACKEND:backend DISCARD:lazy TRANSPORT:transport; do
+      if [[ $out == *"${key#*:}"* ]] && [ -n "${FROM[${key%%:*}]:-}" ]; then
+        given+="${given:+, }${FROM[${key%%:*}]}"
+      fi
+    done
+    echo "is refused by vramfs with these settings${given:+ (from $given)}: $out"
   elif ! kernel_at_least "$FAILOVER_KERNEL"; then
     echo "needs Linux $FAILOVER_KERNEL or newer (FUSE_NOTIFY_RESEND), and this kernel is $(kernel_release)"
   fi
@@ -376,8 +391,9 @@ make_dirs() { # N: DIR and DIR/gpuN, recorded where start made them
   fi
 }
 
-mount_instance() { # N
-  local n=$1 mnt=$DIR/gpu$1 opts out
+# vramfs_options N: the -o options of instance N's mount, from SET.
+vramfs_options() {
+  local n=$1 opts
   opts=backend=${SET[BACKEND]}
   # A GPU only for the cuda backend: vramfs warns about a device= it ignores.
   [ "${SET[BACKEND]}" != cuda ] || opts+=,device=${GPU_UUID[$n]:-$n}
@@ -388,6 +404,12 @@ mount_instance() { # N
   [ -z "${SET[QUEUE_DEPTH]}" ] || opts+=,queue_depth=$((10#${SET[QUEUE_DEPTH]}))
   [ "${SET[FAILOVER]}" = no ] || opts+=,failover
   [ "${SET[FAILOVER]}" = no ] || [ "${SET[STANDBY]}" = yes ] || opts+=,standby=0
+  echo "$opts"
+}
+
+mount_instance() { # N
+  local n=$1 mnt=$DIR/gpu$1 opts out
+  opts=$(vramfs_options "$n")
   undo_push umount "$mnt"
   out=$(run_vramfs "$n" "$mnt" "$opts") ||
     step_failed "$n" "mount ($VRAMFS $MOUNT_SOURCE $mnt -o $opts)" "$(one_line "$out")"

@@ -124,8 +124,8 @@ expect_usage_error "unknown option --size for stop" stop --dir "$DIR" --size 1G
 expect_usage_error "unknown option --discard for stop" stop --dir "$DIR" --discard
 expect_usage_error "unknown option --gpu for status" status --dir "$DIR" --gpu 0
 expect_usage_error "unknown option extra for status" status --dir "$DIR" extra
-expect_usage_error "--failover needs --transport dev, but --transport asks for uring" start "${H[@]}" --failover --transport uring
-expect_usage_error "--failover holds all of the memory with --backend host, but --discard asks" start "${H[@]}" --failover --discard
+expect_usage_error "--failover is refused by vramfs with these settings (from --transport): needs transport=dev: requests in flight on FUSE over io_uring" start "${H[@]}" --failover --transport uring
+expect_usage_error "--failover is refused by vramfs with these settings (from --backend, --discard): backend=host with failover holds all of its memory" start "${H[@]}" --failover --discard
 expect_usage_error "option --failover takes no value" start "${H[@]}" --failover=yes
 expect_usage_error "option --no-failover takes no value" start "${H[@]}" --no-failover=1
 expect_usage_error "unknown option --failover for stop" stop --dir "$DIR" --failover
@@ -167,9 +167,13 @@ bad_conf 'QUEUE_DEPTH=-4' "bad QUEUE_DEPTH value '-4'"
 bad_conf 'FAILOVER=maybe' "bad FAILOVER value 'maybe': expected yes or no"
 info "FAILOVER=yes with TRANSPORT=uring in the file: refused naming the line"
 printf 'BACKEND=host\nSIZE=64M\nFAILOVER=yes\nTRANSPORT=uring\nDIR=%s\n' "$DIR" >"$CONF"
-VRAMSWAP_CONF=$CONF expect_usage_error "$CONF:3: FAILOVER=yes needs --transport dev, but $CONF:4 asks for uring" start
+VRAMSWAP_CONF=$CONF expect_usage_error "$CONF:3: FAILOVER=yes is refused by vramfs with these settings (from $CONF:4): needs transport=dev" start
 info "the default gives way to --transport uring: no failover asked of vramfs"
-printf '#!/bin/bash\necho "$*" >"%s/vramfs-args"\nexit 1\n' "$BASE" >"$BASE/fake-vramfs"
+# A vramfs that fails every mount, noting its arguments; its option checks
+# are the real vramfs's, which start asks what failover can have.
+# shellcheck disable=SC2016 # the fake's own $1 and $*
+printf '#!/bin/bash\n[ "$1" != --check-options ] || exec %q "$@"\necho "$*" >"%s/vramfs-args"\nexit 1\n' \
+  "$(command -v "$VRAMFS")" "$BASE" >"$BASE/fake-vramfs"
 chmod +x "$BASE/fake-vramfs"
 echo Y >"$BASE/uring-on"
 VRAMSWAP_URING_PARAM=$BASE/uring-on VRAMFS=$BASE/fake-vramfs vs start "${H[@]}" --transport uring
@@ -309,6 +313,7 @@ assert_nothing "start interrupted while losetup attaches"
 info "--transport and --queue-depth reach vramfs; uring turns on enable_uring"
 cat >"$BASE/fake-vramfs" <<EOF
 #!/bin/bash
+[ "\$1" != --check-options ] || exec $(command -v "$VRAMFS") "\$@"
 echo "\$*" >"$BASE/vramfs-args"
 echo "vramfs: unknown option transport" >&2
 exit 1
