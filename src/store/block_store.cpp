@@ -17,15 +17,6 @@
 
 namespace vramfs {
 
-uint64_t block_store::resizable_chunk_bytes(uint64_t max_size) {
-  return std::clamp<uint64_t>(std::bit_floor(std::max<uint64_t>(max_size / 64, 1)), 2 * MiB,
-                              1 * GiB);
-}
-
-uint64_t kept_chunk_bytes(bool lazy, uint64_t max_size) {
-  return lazy ? 32 * MiB : block_store::resizable_chunk_bytes(max_size);
-}
-
 namespace {
 
 std::unique_ptr<block_store> create_host_store(const options &opts, std::string *error,

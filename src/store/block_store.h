@@ -3,7 +3,9 @@
 // it is made.  Only the page cache talks to it.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -125,7 +127,12 @@ class block_store {
   // that a shrink holds at most that much past its new end, and few enough
   // chunks (64 to 128) that a takeover maps them quickly; from 2 MiB (the
   // GPU's granularity) to 1 GiB.
-  static uint64_t resizable_chunk_bytes(uint64_t max_size);
+  // (Inline: the request fuzzer builds the host store without the rest.)
+  static uint64_t resizable_chunk_bytes(uint64_t max_size) {
+    constexpr uint64_t mib = uint64_t(1) << 20;
+    return std::clamp<uint64_t>(std::bit_floor(std::max<uint64_t>(max_size / 64, 1)), 2 * mib,
+                                1024 * mib);
+  }
 
  protected:
   // max_size 0: the same as size.
@@ -158,7 +165,9 @@ struct store_keeping {
 
 // The chunk of memory handed to the keeper: lazy mounts take and give back
 // 32 MiB at a time as swap comes and goes; reserved ones resizable_chunk_bytes().
-uint64_t kept_chunk_bytes(bool lazy, uint64_t max_size);
+inline uint64_t kept_chunk_bytes(bool lazy, uint64_t max_size) {
+  return lazy ? uint64_t(32) << 20 : block_store::resizable_chunk_bytes(max_size);
+}
 
 // Creates the store the options ask for, resolving size= against the
 // backend's capacity.  On failure returns nullptr with a message for the user
