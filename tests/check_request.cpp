@@ -30,24 +30,6 @@ constexpr uint64_t file_size = small_filesystem::file_size;
 struct fixture : small_filesystem {
   using small_filesystem::small_filesystem;
 
-  // Builds the bytes /dev/fuse would deliver and answers them.
-  answer send(uint32_t opcode, uint64_t nodeid, const void *arg, size_t arg_len,
-              const void *payload = nullptr, size_t payload_len = 0) {
-    std::vector<std::byte> bytes(sizeof(in_header) + arg_len + payload_len);
-    in_header h{};
-    h.len = uint32_t(bytes.size());
-    h.opcode = opcode;
-    h.unique = 2;
-    h.nodeid = nodeid;
-    memcpy(bytes.data(), &h, sizeof h);
-    if (arg_len) memcpy(bytes.data() + sizeof h, arg, arg_len);
-    if (payload_len) memcpy(bytes.data() + sizeof h + arg_len, payload, payload_len);
-    uint64_t unique;
-    std::string why;
-    auto req = split_device_request(bytes, &unique, &why);
-    ck_assert_msg(req.has_value(), "%s", why.c_str());
-    return dispatch(fs, *ch, *req, out);
-  }
   template <typename T>
   T body() const {
     T value;

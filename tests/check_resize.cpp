@@ -25,6 +25,7 @@
 
 // Last: check.h defines macros (fail) that clash with the C++ library.
 #include "check_main.h"
+#include "small_filesystem.h"
 
 using namespace vramfs;
 
@@ -322,33 +323,10 @@ END_TEST
 namespace {
 
 // A mount's filesystem of 4 MiB that may grow to 8, reserved.
-struct mount_fixture {
+struct mount_fixture : small_filesystem {
   static constexpr uint64_t size = 2 * chunk, max = 4 * chunk;
-  mount_fixture()
-      : store(size, false, max),
-        extents(max / block),
-        cache(store, extents, state.counters, block, 16 * block),
-        fs(store, extents, cache, state, "swapfile", fuse::connection_wish{}),
-        ch(store.open_channel()),
-        out(fuse::max_request_bytes) {
-    state.file_size = size;
-  }
+  mount_fixture() : small_filesystem(size, false, max) {}
 
-  fuse::answer send(uint32_t opcode, uint64_t nodeid, const void *arg, size_t arg_len) {
-    std::vector<std::byte> bytes(sizeof(fuse::in_header) + arg_len);
-    fuse::in_header h{};
-    h.len = uint32_t(bytes.size());
-    h.opcode = opcode;
-    h.unique = 2;
-    h.nodeid = nodeid;
-    memcpy(bytes.data(), &h, sizeof h);
-    if (arg_len) memcpy(bytes.data() + sizeof h, arg, arg_len);
-    uint64_t unique;
-    std::string why;
-    auto req = fuse::split_device_request(bytes, &unique, &why);
-    ck_assert_msg(req.has_value(), "%s", why.c_str());
-    return fuse::dispatch(fs, *ch, *req, out);
-  }
   int truncate(uint64_t to) {
     fuse::setattr_in s{};
     s.valid = fuse::fattr_size;
@@ -370,13 +348,6 @@ struct mount_fixture {
     return text.substr(at, text.find('\n', at) - at);
   }
 
-  host_store store;
-  extent_map extents;
-  mount_state state;
-  page_cache cache;
-  fuse::filesystem fs;
-  std::unique_ptr<store_channel> ch;
-  std::vector<std::byte> out;
 };
 
 }  // namespace

@@ -20,6 +20,8 @@ fi
 
 : "${VRAMFS:=vramfs}"
 : "${VRAMFS_IO:=vramfs-io}"
+# shellcheck disable=SC2034 # for the tests that source this file
+MiB=$((1 << 20))
 : "${TESTS_DIR:=$(cd "$(dirname "$0")" && pwd)}"
 # The library the tests share with vramswap; the built vramswap reads it
 # from the source tree too.

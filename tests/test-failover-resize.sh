@@ -13,7 +13,6 @@ requires_swap_machine
 dir=$(make_tempdir)
 mnt=$dir/mnt
 file=$mnt/swapfile
-MiB=$((1 << 20))
 
 stats_now() { timeout -s KILL 5 cat "$mnt/.stats" 2>/dev/null | awk -v k="$1" '$1 == k { print $2 }'; }
 

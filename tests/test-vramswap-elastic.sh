@@ -16,7 +16,6 @@ requires_swap_machine
 # shellcheck source=tests/vramswap_functions.sh
 . "$TESTS_DIR/vramswap_functions.sh"
 
-MiB=$((1 << 20))
 mnt=$DIR/gpu0
 total_mib=1024
 reading=$BASE/gpu-memory

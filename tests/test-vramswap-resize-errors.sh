@@ -14,7 +14,6 @@ requires_swap_machine
 # shellcheck source=tests/vramswap_functions.sh
 . "$TESTS_DIR/vramswap_functions.sh"
 
-MiB=$((1 << 20))
 mnt=$DIR/gpu0
 
 unchanged() { # WHAT

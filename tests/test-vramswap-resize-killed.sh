@@ -15,7 +15,6 @@ requires_swap_machine
 # shellcheck source=tests/vramswap_functions.sh
 . "$TESTS_DIR/vramswap_functions.sh"
 
-MiB=$((1 << 20))
 mnt=$DIR/gpu0
 
 # slow NAME: NAME sleeps 2 s first, in BASE/slow (first on PATH for the
@@ -30,19 +29,6 @@ slow() {
 slow swapoff
 slow mkswap
 
-expect_size() { # MIB STRIPES WHAT
-  local want=$(($1 * MiB)) d kept
-  read_stats "$mnt" || fail "$3: .stats: $STATS_ERR"
-  [ "${STATS[size_bytes]}" = "$want" ] || fail "$3: size_bytes ${STATS[size_bytes]}, not $want"
-  [ "${STATS[held_bytes]}" = "$want" ] || fail "$3: held_bytes ${STATS[held_bytes]}, not $want"
-  kept=$(kept_chunks "${STATS[keeper_pid]}")
-  [ "$kept" = $((want / STATS[chunk_bytes])) ] || fail "$3: the keeper keeps $kept chunks"
-  [ "$(loops_under "$mnt" | wc -l)" = "$2" ] || fail "$3: $(loops_under "$mnt" | wc -l) loop devices, not $2"
-  for d in $(loops_under "$mnt"); do swap_active "$d" || fail "$3: $d is not swap"; done
-  [ ! -e "$DIR/.gpu0.resizing" ] || fail "$3: the resize record is left"
-  echo "ok: $3: $1 MiB in $2 stripes of swap"
-}
-
 # stripe_dev S: the loop device of stripe S (64 MiB each).
 stripe_dev() {
   local d
@@ -51,18 +37,11 @@ stripe_dev() {
   done
 }
 
-vs start --backend host --size 256M --stripes 4 --dir "$DIR"
-expect_rc 0 "start"
-cg=$(make_memory_cgroup 32)
-spawn_in_cgroup "$cg" "$BASE/soak.out" "$VRAMFS_IO" soak 96 60 31
-soak=$SPAWNED
-used() { local d t=0; for d in $(loops_under "$mnt"); do t=$((t + $(swap_used_kib "$d"))); done; echo "$t"; }
-swapped() { [ "$(used)" -gt $((48 * 1024)) ]; }
-wait_for 60 swapped || fail "the process did not swap ($(used) KiB)"
+start_with_swapper 60 31
 # Its pages stay in the swap while the resizes run; room in its cgroup
 # for those that come back.
-kill -STOP "$soak"
-if [ -f "$cg/memory.max" ]; then echo max >"$cg/memory.max"; else echo -1 >"$cg/memory.limit_in_bytes"; fi
+kill -STOP "$SOAK"
+if [ -f "$CG/memory.max" ]; then echo max >"$CG/memory.max"; else echo -1 >"$CG/memory.limit_in_bytes"; fi
 
 info "SIGKILL in the middle of a shrink to 64 MiB"
 last=$(stripe_dev 3)
@@ -88,7 +67,7 @@ expect_rc 0 "the resize after a killed one"
 grep -q "gpu0: a resize to 64 MiB was interrupted; finishing it" <<<"$ERR" || fail "it did not say it finishes the last one"
 grep -q "^gpu0: shrunk from 256 MiB to 64 MiB: vramswap resize --size 64M (finished after an interruption)" <<<"$OUT" || fail "the last one was not finished"
 grep -q "^gpu0: grown from 64 MiB to 192 MiB" <<<"$OUT" || fail "its own was not done"
-expect_size 192 3 "finished, then grown"
+expect_swap_size 192 3 "finished, then grown"
 
 info "SIGKILL in the middle of a grow to 256 MiB (the file longer, the stripe attached, no swap yet)"
 PATH=$BASE/slow:$PATH setsid "$VRAMSWAP" resize --size 256M --dir "$DIR" >"$BASE/r2.out" 2>&1 &
@@ -103,7 +82,7 @@ grep -q "^gpu0: a vramswap resize to 256 MiB was interrupted" <<<"$OUT" || { ech
 vs resize --size 256M --dir "$DIR"
 show "resize --size 256M"
 expect_rc 0 "the grow after a killed one"
-expect_size 256 4 "the grow finished"
+expect_swap_size 256 4 "the grow finished"
 
 info "SIGTERM in the middle of a shrink: what it took off goes back"
 PATH=$BASE/slow:$PATH "$VRAMSWAP" resize --size 64M --dir "$DIR" >"$BASE/r3.out" 2>&1 &
@@ -116,15 +95,12 @@ wait "$resizer" || status=$?
 cat "$BASE/r3.out"
 [ "$status" = 143 ] || fail "the resize stopped with SIGTERM exited $status"
 grep -q "gpu0: interrupted (SIGTERM); the stripes are as they were, nothing changed" "$BASE/r3.out" || fail "it did not say it put everything back"
-expect_size 256 4 "put back after SIGTERM"
+expect_swap_size 256 4 "put back after SIGTERM"
 read_stats "$mnt"
 [ "${STATS[resizes]}" = 3 ] || fail "vramfs counted ${STATS[resizes]} resizes, not 3"
 
-kill -CONT "$soak"
-status=0
-wait "$soak" || status=$?
-cat "$BASE/soak.out"
-if [ "$status" != 0 ] || ! grep -q verified "$BASE/soak.out"; then fail "the process lost pages (exit $status)"; fi
+kill -CONT "$SOAK"
+expect_swapper_verified
 vs stop --dir "$DIR"
 expect_rc 0 "stop"
 nothing_left "after stop"

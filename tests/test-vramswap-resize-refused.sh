@@ -13,7 +13,6 @@ requires_swap_machine
 # shellcheck source=tests/vramswap_functions.sh
 . "$TESTS_DIR/vramswap_functions.sh"
 
-MiB=$((1 << 20))
 mnt=$DIR/gpu0
 
 # unchanged WHAT: still 4 stripes of swap, 256 MiB, never resized.
@@ -28,20 +27,13 @@ unchanged() {
   echo "ok: $1: nothing changed"
 }
 
-vs start --backend host --size 256M --stripes 4 --dir "$DIR"
-expect_rc 0 "start"
-cg=$(make_memory_cgroup 32)
-spawn_in_cgroup "$cg" "$BASE/soak.out" "$VRAMFS_IO" soak 96 30 23
-soak=$SPAWNED
-used() { local d t=0; for d in $(loops_under "$mnt"); do t=$((t + $(swap_used_kib "$d"))); done; echo "$t"; }
-swapped() { [ "$(used)" -gt $((48 * 1024)) ]; }
-wait_for 60 swapped || fail "the process did not swap ($(used) KiB)"
+start_with_swapper 30 23
 
 info "a cgroup without room for its pages: refused, the cgroup named"
 vs resize --size 64M --dir "$DIR"
 show "resize --size 64M"
 expect_rc 1 "a shrink its cgroup cannot take"
-grep -q "^vramswap: gpu0: cannot shrink to 64 MiB: cgroup .*$(basename "$cg") holds [0-9]* MiB in swap and has [0-9]* MiB of headroom.*: its processes would be OOM-killed; raise its limit or stop them first (or --force); nothing changed$" <<<"$ERR" ||
+grep -q "^vramswap: gpu0: cannot shrink to 64 MiB: cgroup .*$(basename "$CG") holds [0-9]* MiB in swap and has [0-9]* MiB of headroom.*: its processes would be OOM-killed; raise its limit or stop them first (or --force); nothing changed$" <<<"$ERR" ||
   fail "the refusal does not name the cgroup"
 [ "$(grep -c . <<<"$ERR")" = 1 ] || fail "more than one line: $ERR"
 unchanged "cgroup refusal"
@@ -49,19 +41,16 @@ unchanged "cgroup refusal"
 info "pages that RAM and the other swap cannot take: refused, in MiB"
 mkdir -p "$BASE/root/proc"
 printf 'MemTotal: 24000000 kB\nMemAvailable: 1024 kB\nSwapFree: 2048 kB\n' >"$BASE/root/proc/meminfo"
-kill -STOP "$soak"  # its pages stay where they are meanwhile
+kill -STOP "$SOAK"  # its pages stay where they are meanwhile
 VRAMSWAP_SYSROOT=$BASE/root vs resize --size 64M --dir "$DIR"
-kill -CONT "$soak"
+kill -CONT "$SOAK"
 show "resize, RAM short"
 expect_rc 1 "a shrink RAM cannot take"
 grep -Eq "^vramswap: gpu0: cannot shrink to 64 MiB: the stripes it would take off hold [0-9]+ MiB, more than the [0-9]+ MiB that RAM and the free space of the other swap areas can take; nothing changed$" <<<"$ERR" ||
   fail "the refusal does not say so"
 unchanged "RAM refusal"
 
-status=0
-wait "$soak" || status=$?
-cat "$BASE/soak.out"
-if [ "$status" != 0 ] || ! grep -q verified "$BASE/soak.out"; then fail "the process lost pages (exit $status)"; fi
+expect_swapper_verified
 vs stop --dir "$DIR"
 expect_rc 0 "stop"
 nothing_left "after stop"

@@ -15,55 +15,29 @@ requires_swap_machine
 # shellcheck source=tests/vramswap_functions.sh
 . "$TESTS_DIR/vramswap_functions.sh"
 
-MiB=$((1 << 20))
 mnt=$DIR/gpu0
-
-# expect_size MIB STRIPES WHAT: the data file, .stats, the memory held, the
-# keeper's chunks, the stripes that are swap and their priority.
-expect_size() {
-  local want=$(($1 * MiB)) chunk devs prios kept
-  read_stats "$mnt" || fail "$3: .stats: $STATS_ERR"
-  chunk=${STATS[chunk_bytes]}
-  [ "$(bounded stat -c %s "$mnt/swapfile")" = "$want" ] || fail "$3: the data file is not $1 MiB"
-  [ "${STATS[size_bytes]}" = "$want" ] || fail "$3: size_bytes ${STATS[size_bytes]}, not $want"
-  [ "${STATS[held_bytes]}" = "$want" ] || fail "$3: vramfs holds ${STATS[held_bytes]} bytes, not $want"
-  kept=$(kept_chunks "${STATS[keeper_pid]}")
-  [ "$kept" = $((want / chunk)) ] || fail "$3: the keeper keeps $kept chunks, not $((want / chunk))"
-  devs=$(loops_under "$mnt" | xargs)
-  [ "$(wc -w <<<"$devs")" = "$2" ] || fail "$3: $(wc -w <<<"$devs") loop devices, not $2"
-  prios=$(for d in $devs; do swap_active "$d" || echo "$d is not swap"; awk -v d="$d" '$1 == d { print $5 }' /proc/swaps; done | sort -u | xargs)
-  [ "$prios" = 100 ] || fail "$3: the stripes' priorities: $prios"
-  echo "ok: $3: $1 MiB in $2 stripes, held and kept in $((want / chunk)) chunks, priority 100"
-}
 
 cgroup_limit() { # CGROUP MIB
   if [ -f "$1/memory.max" ]; then echo $(($2 * MiB)) >"$1/memory.max"; else echo $(($2 * MiB)) >"$1/memory.limit_in_bytes"; fi
 }
 
-vs start --backend host --size 256M --stripes 4 --dir "$DIR"
-expect_rc 0 "start"
-expect_size 256 4 "started"
-
 info "a process in a 32 MiB cgroup works on 96 MiB for 60 s"
-cg=$(make_memory_cgroup 32)
-spawn_in_cgroup "$cg" "$BASE/soak.out" "$VRAMFS_IO" soak 96 60 17
-soak=$SPAWNED
+start_with_swapper 60 17
+expect_swap_size 256 4 "started"
+swap_used_of_all() { swap_used_under "$mnt"; }
 swapped() { [ "$(swap_used_of_all)" -gt $((40 * 1024)) ]; }
-swap_used_of_all() { local d t=0; for d in $(loops_under "$mnt"); do t=$((t + $(swap_used_kib "$d"))); done; echo "$t"; }
-wait_for 60 swapped || fail "the process did not swap ($(swap_used_of_all) KiB)"
-info "$(($(swap_used_of_all) / 1024)) MiB in the swap"
 
 info "shrink to 2 stripes: its cgroup given room first (else resize refuses, as stop does)"
-cgroup_limit "$cg" 512
+cgroup_limit "$CG" 512
 vs resize --size 128M --dir "$DIR"
 show "resize --size 128M"
 expect_rc 0 "resize --size 128M"
 grep -q "^gpu0: shrunk from 256 MiB to 128 MiB: vramswap resize --size 128M" <<<"$OUT" || fail "resize said: $OUT"
-expect_size 128 2 "shrunk"
-alive "$soak" || { cat "$BASE/soak.out"; fail "the process died in the shrink"; }
+expect_swap_size 128 2 "shrunk"
+alive "$SOAK" || { cat "$BASE/soak.out"; fail "the process died in the shrink"; }
 
 info "its limit back to 32 MiB: its pages go to the two stripes left"
-cgroup_limit "$cg" 32
+cgroup_limit "$CG" 32
 wait_for 60 swapped || fail "the process did not swap again ($(swap_used_of_all) KiB)"
 
 info "status shows the configured and the current size, and the last resize"
@@ -93,7 +67,7 @@ info "grow back to 256 MiB while it swaps: the stripes come back and take pages"
 vs resize --size 100% --dir "$DIR"
 show "resize --size 100%"
 expect_rc 0 "resize --size 100%"
-expect_size 256 4 "grown"
+expect_swap_size 256 4 "grown"
 new_used() {
   local d s=0
   for d in $(loops_under "$mnt"); do
@@ -103,25 +77,22 @@ new_used() {
   [ "$s" -gt 0 ]
 }
 loop_sysfs_offset() { cat "/sys/block/${1#/dev/}/loop/offset"; }
-cgroup_limit "$cg" 512
-cgroup_limit "$cg" 24
+cgroup_limit "$CG" 512
+cgroup_limit "$CG" 24
 wait_for 60 new_used || fail "no page went to the stripes that came back"
 
 info "shrink to one stripe and grow again, room given each time"
-cgroup_limit "$cg" 512
+cgroup_limit "$CG" 512
 vs resize --size 64M --dir "$DIR"
 expect_rc 0 "resize --size 64M"
-expect_size 64 1 "one stripe"
+expect_swap_size 64 1 "one stripe"
 # 48 MiB of its 96 in a 64 MiB swap.
-cgroup_limit "$cg" 48
+cgroup_limit "$CG" 48
 vs resize --size 192M --dir "$DIR"
 expect_rc 0 "resize --size 192M"
-expect_size 192 3 "three stripes"
+expect_swap_size 192 3 "three stripes"
 
-status=0
-wait "$soak" || status=$?
-cat "$BASE/soak.out"
-if [ "$status" != 0 ] || ! grep -q verified "$BASE/soak.out"; then fail "the process lost pages (exit $status)"; fi
+expect_swapper_verified
 read_stats "$mnt"
 [ "${STATS[errors]}" = 0 ] || fail "vramfs counted ${STATS[errors]} errors"
 [ "${STATS[resizes]}" = 4 ] || fail "vramfs counted ${STATS[resizes]} resizes, not 4"

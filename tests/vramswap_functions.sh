@@ -65,3 +65,56 @@ fake_machine() {
   echo "root=/dev/sda1${4:+ resume=$4}" >"$FAKE_ROOT/proc/cmdline"
   echo 0:0 >"$FAKE_ROOT/sys/power/resume"
 }
+
+# --- resize: one swap, DIR/gpu0, started with stripes at priority 100 --------
+
+# swap_used_under MNT: KiB in the swap of every stripe of MNT.
+swap_used_under() {
+  local d t=0
+  for d in $(loops_under "$1"); do t=$((t + $(swap_used_kib "$d"))); done
+  echo "$t"
+}
+
+# expect_swap_size MIB STRIPES WHAT: DIR/gpu0's data file is MIB; vramfs
+# holds all of it, and its keeper keeps it in chunks; STRIPES loop devices,
+# all swap at priority 100; no resize left half-done.
+expect_swap_size() {
+  local mnt=$DIR/gpu0 want=$(($1 << 20)) d devs prios kept chunk
+  read_stats "$mnt" || fail "$3: .stats: $STATS_ERR"
+  [ "$(bounded stat -c %s "$mnt/swapfile")" = "$want" ] || fail "$3: the data file is not $1 MiB"
+  [ "${STATS[size_bytes]}" = "$want" ] || fail "$3: size_bytes ${STATS[size_bytes]}, not $want"
+  [ "${STATS[held_bytes]}" = "$want" ] || fail "$3: vramfs holds ${STATS[held_bytes]} bytes, not $want"
+  kept=$(kept_chunks "${STATS[keeper_pid]}")
+  chunk=${STATS[chunk_bytes]}
+  [ "$kept" = $((want / chunk)) ] || fail "$3: the keeper keeps $kept chunks, not $((want / chunk))"
+  devs=$(loops_under "$mnt" | xargs)
+  [ "$(wc -w <<<"$devs")" = "$2" ] || fail "$3: $(wc -w <<<"$devs") loop devices, not $2"
+  for d in $devs; do swap_active "$d" || fail "$3: $d is not swap"; done
+  prios=$(for d in $devs; do awk -v d="$d" '$1 == d { print $5 }' /proc/swaps; done | sort -u | xargs)
+  [ "$prios" = 100 ] || fail "$3: the stripes' priorities: $prios"
+  [ ! -e "$DIR/.gpu0.resizing" ] || fail "$3: the resize record is left"
+  echo "ok: $3: $1 MiB in $2 stripes of swap, kept in $kept chunks; restarts ${STATS[restarts]}"
+}
+
+# start_with_swapper SECONDS SEED: vramswap start (host, 256 MiB in 4
+# stripes, failover), and a process in a 32 MiB cgroup (CG) that works on
+# 96 MiB for SECONDS (SOAK, its output in BASE/soak.out), once it has put
+# 48 MiB in the swap.
+start_with_swapper() {
+  vs start --backend host --size 256M --stripes 4 --dir "$DIR"
+  expect_rc 0 "start"
+  CG=$(make_memory_cgroup 32)
+  spawn_in_cgroup "$CG" "$BASE/soak.out" "$VRAMFS_IO" soak 96 "$1" "$2"
+  SOAK=$SPAWNED
+  wait_for 60 swapped_48m || fail "the process did not swap ($(swap_used_under "$DIR/gpu0") KiB)"
+  info "$(($(swap_used_under "$DIR/gpu0") / 1024)) MiB in the swap"
+}
+swapped_48m() { [ "$(swap_used_under "$DIR/gpu0")" -gt $((48 * 1024)) ]; }
+
+# expect_swapper_verified: SOAK ends, having verified every page.
+expect_swapper_verified() {
+  local status=0
+  wait "$SOAK" || status=$?
+  cat "$BASE/soak.out"
+  if [ "$status" != 0 ] || ! grep -q verified "$BASE/soak.out"; then fail "the process lost pages (exit $status)"; fi
+}
