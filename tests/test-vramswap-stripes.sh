@@ -79,7 +79,7 @@ row=$(grep "^0 " <<<"$OUT")
 for dev in "${loops[@]}"; do
   grep -q "[ ,]${dev}[ ,]" <<<"$row" || fail "status does not list stripe $dev"
 done
-grep -Eq "^0 +host +$DIR/gpu0 +/dev/loop[0-9]+(,/dev/loop[0-9]+){3} +1 +256M +[^ ]+ +11 .* active$" <<<"$row" ||
+grep -Eq "^0 +host +$DIR/gpu0 +/dev/loop[0-9]+(,/dev/loop[0-9]+){3} +1 +256M +256M +[^ ]+ +11 .* active$" <<<"$row" ||
   fail "the gpu0 row is not what it should be: $row"
 
 info "a process limited to 32 MiB works on 96 MiB through every stripe"
