@@ -108,10 +108,11 @@ total_kib() {
 # shrink_refusal N K: why instance N cannot shrink to K stripes now, in one
 # sentence; nothing when it can.  The pages in the stripes that go must fit
 # in RAM and the free space of the other swap areas; and each memory-
-# limited cgroup must have room for its share of them (--force overrides
-# that one, saying so).
+# limited cgroup must have room for its share of them under its limit, or
+# in the free swap that stays on, where its own reclaim moves other pages
+# of its to make room (--force overrides that one, saying so).
 shrink_refusal() {
-  local n=$1 k=$2 s dev used=0 free_gone=0 room cgroup swap headroom out=()
+  local n=$1 k=$2 s dev used=0 free_gone=0 room swap_left cgroup swap headroom out=()
   for s in "${!STRIPE_DEV[@]}"; do
     [ "$s" -ge "$k" ] || continue
     dev=${STRIPE_DEV[$s]}
@@ -120,7 +121,9 @@ shrink_refusal() {
     free_gone=$((free_gone + ${SWAP_SIZE[$dev]} - ${SWAP_USED[$dev]}))
   done
   [ "$used" -gt 0 ] || return 0
-  room=$(($(total_kib MemAvailable SwapFree) - free_gone))
+  swap_left=$(($(total_kib SwapFree) - free_gone))
+  [ "$swap_left" -ge 0 ] || swap_left=0
+  room=$(($(total_kib MemAvailable) + swap_left))
   if [ "$used" -gt "$room" ]; then
     echo "the stripes it would take off hold $((used / 1024)) MiB, more than the $((room > 0 ? room / 1024 : 0)) MiB that RAM and the free space of the other swap areas can take"
     return 0
@@ -128,7 +131,7 @@ shrink_refusal() {
   while read -r cgroup swap headroom; do
     [ -n "$cgroup" ] || continue
     out+=("cgroup $cgroup holds $(mib "$swap") MiB in swap and has $(mib "$headroom") MiB of headroom")
-  done < <(cgroups_at_risk "$used")
+  done < <(cgroups_at_risk "$used" "$swap_left")
   [ "${#out[@]}" -gt 0 ] || return 0
   if [ "${FLAG[FORCE]:-}" = yes ]; then
     say "gpu$n: $(joined_by '; ' "${out[@]}"); --force: its processes may be OOM-killed"

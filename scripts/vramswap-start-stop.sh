@@ -585,14 +585,16 @@ cmd_start() {
 
 # --- stop ------------------------------------------------------------------
 
-# cgroups_at_risk KIB: "CGROUP SWAP HEADROOM" (bytes) for each memory cgroup
-# with a limit whose pages in swap (at most KIB, what stop turns off) would
-# not fit under that limit once swapoff brings them back: swapoff charges
+# cgroups_at_risk KIB [ROOM_KIB]: "CGROUP SWAP HEADROOM" (bytes) for each
+# memory cgroup with a limit whose pages in swap (at most KIB, what is
+# turned off) would not fit once swapoff brings them back: swapoff charges
 # them to the owner's cgroup, and over its limit the OOM killer acts.
 # Headroom is the limit less the usage, plus the page cache the cgroup can
-# drop to make room.
+# drop to make room, plus ROOM_KIB: free swap that stays on (a resize that
+# takes some stripes off), where the cgroup's reclaim puts other pages of
+# its own to make room under its limit.
 cgroups_at_risk() {
-  local max_swap=$(($1 * 1024)) root file dir limit usage swap key value cache
+  local max_swap=$(($1 * 1024)) extra=$((${2:-0} * 1024)) root file dir limit usage swap key value cache
   if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
     root=/sys/fs/cgroup
     while IFS= read -r file; do
@@ -630,8 +632,8 @@ cgroups_at_risk() {
   fi
 }
 
-at_risk() { # CGROUP SWAP LIMIT USAGE CACHE (max_swap from the caller)
-  local swap=$2 headroom=$(($3 - $4 + $5))
+at_risk() { # CGROUP SWAP LIMIT USAGE CACHE (max_swap and extra from the caller)
+  local swap=$2 headroom=$(($3 - $4 + $5 + extra))
   [ "$swap" -gt 0 ] || return 0
   # A cgroup without processes has nobody to OOM-kill: what it still holds
   # is swap cache that its exited processes left, which swapoff frees.

@@ -1,7 +1,7 @@
 #!/bin/bash
 # A shrink that would hurt is refused and changes nothing: a memory-limited
-# cgroup whose pages in the stripes to take off do not fit under its limit
-# is named (its processes would be OOM-killed), and pages that RAM and the
+# cgroup whose pages in the stripes to take off fit neither under its limit
+# nor in the free swap that stays on is named (its processes would be OOM-killed), and pages that RAM and the
 # other swap areas cannot take (a faked /proc/meminfo) are counted in MiB.
 # The swapping process goes on, every page verified.  Backend host.
 
@@ -27,9 +27,13 @@ unchanged() {
   echo "ok: $1: nothing changed"
 }
 
-start_with_swapper 30 23
+# 200 MiB in a 32 MiB cgroup: about 170 MiB in the swap, more than one
+# stripe can hold.
+start_with_swapper 30 23 200
+swapped_150m() { [ "$(swap_used_under "$mnt")" -gt $((150 * 1024)) ]; }
+wait_for 60 swapped_150m || fail "the process did not swap 150 MiB ($(swap_used_under "$mnt") KiB)"
 
-info "a cgroup without room for its pages: refused, the cgroup named"
+info "a cgroup without room for its pages, under its limit or in the stripe that stays: refused, the cgroup named"
 vs resize --size 64M --dir "$DIR"
 show "resize --size 64M"
 expect_rc 1 "a shrink its cgroup cannot take"

@@ -96,15 +96,16 @@ expect_swap_size() {
   echo "ok: $3: $1 MiB in $2 stripes of swap, kept in $kept chunks; restarts ${STATS[restarts]}"
 }
 
-# start_with_swapper SECONDS SEED: vramswap start (host, 256 MiB in 4
-# stripes, failover), and a process in a 32 MiB cgroup (CG) that works on
-# 96 MiB for SECONDS (SOAK, its output in BASE/soak.out), once it has put
-# 48 MiB in the swap.
+# start_with_swapper SECONDS SEED [WORK_MIB]: vramswap start (host, 256 MiB
+# in 4 stripes, failover, and the options in START_OPTS), and a process in
+# a 32 MiB cgroup (CG) that works on WORK_MIB (default 96) for SECONDS
+# (SOAK, its output in BASE/soak.out), once it has put 48 MiB in the swap.
+START_OPTS=()
 start_with_swapper() {
-  vs start --backend host --size 256M --stripes 4 --dir "$DIR"
+  vs start --backend host --size 256M --stripes 4 ${START_OPTS[@]+"${START_OPTS[@]}"} --dir "$DIR"
   expect_rc 0 "start"
   CG=$(make_memory_cgroup 32)
-  spawn_in_cgroup "$CG" "$BASE/soak.out" "$VRAMFS_IO" soak 96 "$1" "$2"
+  spawn_in_cgroup "$CG" "$BASE/soak.out" "$VRAMFS_IO" soak "${3:-96}" "$1" "$2"
   SOAK=$SPAWNED
   wait_for 60 swapped_48m || fail "the process did not swap ($(swap_used_under "$DIR/gpu0") KiB)"
   info "$(($(swap_used_under "$DIR/gpu0") / 1024)) MiB in the swap"
