@@ -425,7 +425,7 @@ END_TEST
 // the engine, whole ranges to DMA; each reads what the other wrote.
 START_TEST(engine_matches_dma) {
   auto s = must_make_store("size=64M");
-  ck_assert_str_eq(s->copy_path().c_str(), "engine");
+  ck_assert(s->copy_path() == "engine");
   auto ch = s->open_channel();
   const size_t region = 1 << 20;
   host_buffer whole(*s, region), pieces(*s, region), back(*s, region);
@@ -471,7 +471,7 @@ END_TEST
 START_TEST(engine_and_dma_latency) {
   auto engine = must_make_store("size=64M");
   auto dma = must_make_store("size=64M,copy_engine=off");
-  ck_assert_str_eq(dma->copy_path().c_str(), "dma");
+  ck_assert(dma->copy_path() == "dma");
   for (block_store *st : {engine.get(), dma.get()}) {
     auto ch = st->open_channel();
     host_buffer buf(*st, 1 << 20);
@@ -559,7 +559,7 @@ END_TEST
 START_TEST(engine_not_used_under_a_watchdog) {
   ck_assert(!fault_injection::configure("kernel_timeout:1"));
   auto s = must_make_store("size=64M");
-  ck_assert_str_eq(s->copy_path().c_str(), "dma");
+  ck_assert(s->copy_path() == "dma");
 }
 END_TEST
 

@@ -347,6 +347,13 @@ struct mount_fixture : small_filesystem {
     at += strlen(key) + 2;
     return text.substr(at, text.find('\n', at) - at);
   }
+  // (Not ck_assert_str_eq on .c_str() of temporaries: the macro keeps the
+  // pointers past the statement that made them.)
+  void expect_stat(const char *key, uint64_t want) {
+    std::string got = stat_text(key);
+    ck_assert_msg(got == std::to_string(want), ".stats %s is %s, not %llu", key, got.c_str(),
+                  (unsigned long long)want);
+  }
 
 };
 
@@ -355,19 +362,19 @@ struct mount_fixture : small_filesystem {
 START_TEST(truncate_resizes_and_getattr_statfs_and_stats_follow) {
   mount_fixture m;
   ck_assert_uint_eq(m.getattr_size(), m.size);
-  ck_assert_str_eq(m.stat_text("max_size_bytes").c_str(), std::to_string(m.max).c_str());
+  m.expect_stat("max_size_bytes", m.max);
   ck_assert_int_eq(m.truncate(m.max), 0);
   ck_assert_uint_eq(m.getattr_size(), m.max);
   ck_assert_uint_eq(m.state.file_size.load(), m.max);
   ck_assert_uint_eq(m.store.held_bytes(), m.max);
-  ck_assert_str_eq(m.stat_text("size_bytes").c_str(), std::to_string(m.max).c_str());
-  ck_assert_str_eq(m.stat_text("resizes").c_str(), "1");
-  ck_assert_str_eq(m.stat_text("last_resize_from_bytes").c_str(), std::to_string(m.size).c_str());
+  m.expect_stat("size_bytes", m.max);
+  m.expect_stat("resizes", 1);
+  m.expect_stat("last_resize_from_bytes", m.size);
   ck_assert_int_eq(m.truncate(chunk), 0);
   ck_assert_uint_eq(m.getattr_size(), chunk);
   ck_assert_uint_eq(m.store.held_bytes(), chunk);
-  ck_assert_str_eq(m.stat_text("held_bytes").c_str(), std::to_string(chunk).c_str());
-  ck_assert_str_eq(m.stat_text("last_resize_to_bytes").c_str(), std::to_string(chunk).c_str());
+  m.expect_stat("held_bytes", chunk);
+  m.expect_stat("last_resize_to_bytes", chunk);
   ck_assert(m.send(fuse::op_statfs, fuse::root_ino, nullptr, 0).error == 0);
   fuse::statfs_out s;
   memcpy(&s, m.out.data(), sizeof s);
@@ -376,7 +383,7 @@ START_TEST(truncate_resizes_and_getattr_statfs_and_stats_follow) {
   ck_assert_int_eq(m.truncate(m.max + block), -EFBIG);
   ck_assert_int_eq(m.truncate(chunk + 100), -EINVAL);
   ck_assert_uint_eq(m.getattr_size(), chunk);
-  ck_assert_str_eq(m.stat_text("resizes").c_str(), "2");
+  m.expect_stat("resizes", 2);
   // A write past the end is refused; a read past it reads nothing.
   fuse::read_in r{};
   r.offset = chunk;
