@@ -11,12 +11,15 @@
 //   vramfs-io swapper MIB PASSES SEED                  touch MIB of memory,
 //                                                      verify every page
 //   vramfs-io soak MIB SECONDS SEED                    the same, passes until
-//                                                      SECONDS are over
+//                                                      SECONDS are over (or,
+//                                                      after SIGUSR1, the pass
+//                                                      under way)
 //   vramfs-io reread FILE COUNT                        open, read whole, close
 //   vramfs-io stress FILE THREADS SECONDS SEED         concurrent random writes,
 //                                                      reads and discards, each
 //                                                      read checked
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -254,6 +257,11 @@ uint8_t *map_anonymous(uint64_t bytes) {
 // PASSES times over with a new pattern (swapper), or in whole passes until
 // SECONDS have gone by (soak): run inside a memory cgroup smaller than MIB,
 // every page makes the round trip through swap.
+// A soak ends after the pass under way once SIGUSR1 comes: a test whose
+// steps are done need not wait out the seconds it asked for.
+volatile sig_atomic_t soak_ended = 0;
+void end_soak(int) { soak_ended = 1; }
+
 int cmd_swapper(bool timed, int argc, char **argv) {
   if (argc < 3) die(timed ? "usage: soak MIB SECONDS SEED" : "usage: swapper MIB PASSES SEED");
   uint64_t bytes = number(argv[0]) << 20, limit = number(argv[1]), seed = number(argv[2]);
@@ -261,8 +269,10 @@ int cmd_swapper(bool timed, int argc, char **argv) {
   uint8_t *mem = map_anonymous(bytes);
   std::mt19937_64 rng(seed);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timed ? limit : 0);
+  if (timed) signal(SIGUSR1, end_soak);
   uint64_t pass = 0;
-  while (timed ? pass == 0 || std::chrono::steady_clock::now() < deadline : pass < limit) {
+  while (timed ? pass == 0 || (!soak_ended && std::chrono::steady_clock::now() < deadline)
+               : pass < limit) {
     swap_pass(mem, pages, seed * 1000 + pass, pass, rng);
     ++pass;
   }
