@@ -200,13 +200,19 @@ boot_container() {
   fi
   NSPAWN_PID=$!
   LEADER=
-  for ((i = 0; i < 300; i++)); do
+  for ((i = 0; i < 600; i++)); do
     alive "$NSPAWN_PID" || { cat "$log"; fail "systemd-nspawn exited"; }
-    [ -n "$LEADER" ] || LEADER=$(pgrep -P "$NSPAWN_PID" || true)
+    # nspawn's first child may be a helper that is gone a moment later:
+    # the leader is the child that lives on as the container's systemd.
+    if [ -n "$LEADER" ] && ! alive "$LEADER"; then LEADER=; fi
+    [ -n "$LEADER" ] || LEADER=$(pgrep -P "$NSPAWN_PID" | head -n 1 || true)
     [ -z "$LEADER" ] || [ ! -S "/proc/$LEADER/root/run/systemd/private" ] || break
     sleep 0.1
   done
-  [ -n "$LEADER" ] || { cat "$log"; fail "the container's systemd did not start"; }
+  if [ -z "$LEADER" ] || [ ! -S "/proc/$LEADER/root/run/systemd/private" ]; then
+    cat "$log"
+    fail "the container's systemd did not start within 60 s"
+  fi
   state=$(IN_TIMEOUT=120 in_container systemctl is-system-running --wait) || true
   info "booted in $((SECONDS - t)) s: $state"
   if [ "$state" != running ]; then
