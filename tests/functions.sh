@@ -257,6 +257,15 @@ kept_chunks() {
   echo "$n"
 }
 
+# release_hog: ends the vram-hog a GPU test started (pid in hog, holding
+# its memory until fd 7, its stdin's other end, closes) and waits for it.
+release_hog() {
+  [ -n "${hog:-}" ] || return 0
+  exec 7>&-
+  wait "$hog" 2>/dev/null || true
+  hog=
+}
+
 # children PID: the processes whose parent is PID.
 children() { ps -o pid= --ppid "$1" | tr -d ' '; }
 

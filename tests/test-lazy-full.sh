@@ -20,12 +20,6 @@ piece_mib=64
 leave_mib=512
 
 hog=
-release_hog() {
-  [ -n "$hog" ] || return 0
-  exec 7>&-
-  wait "$hog" 2>/dev/null || true
-  hog=
-}
 cleanup_first() { release_hog; }
 
 # In the foreground, so that its log can be read.

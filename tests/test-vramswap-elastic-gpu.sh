@@ -29,12 +29,6 @@ want_mib=$((total_mib / 2))
 oom_before=$(grep -w '^oom_kill' /proc/vmstat | cut -d ' ' -f 2)
 
 hog='' hold=$BASE/hold
-release_hog() {
-  [ -n "$hog" ] || return 0
-  exec 7>&-
-  wait "$hog" 2>/dev/null || true
-  hog=
-}
 cleanup_first() { release_hog; }
 
 vs start --gpu 0 --size 50% --stripes 8 --elastic 4G --dir "$DIR"
