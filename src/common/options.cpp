@@ -78,20 +78,14 @@ std::optional<std::string> apply_option(const std::string &item, options *o,
     return std::nullopt;
   };
 
-  if (key == "size") {
+  if (key == "size" || key == "max_size") {
+    // Both are sizes of the swap area: bytes in whole pages, or N%.
     if (auto e = need_value()) return e;
     size_spec spec;
-    if (auto err = parse_size(value, true, &spec)) return "invalid size=" + value + ": " + *err;
+    if (auto err = parse_size(value, true, &spec)) return "invalid " + key + "=" + value + ": " + *err;
     if (!spec.is_percent() && spec.bytes % (4 * KiB))
-      return "invalid size=" + value + ": must be a multiple of 4K (the page size of swap)";
-    o->size = spec;
-  } else if (key == "max_size") {
-    if (auto e = need_value()) return e;
-    size_spec spec;
-    if (auto err = parse_size(value, true, &spec)) return "invalid max_size=" + value + ": " + *err;
-    if (!spec.is_percent() && spec.bytes % (4 * KiB))
-      return "invalid max_size=" + value + ": must be a multiple of 4K (the page size of swap)";
-    o->max_size = spec;
+      return "invalid " + key + "=" + value + ": must be a multiple of 4K (the page size of swap)";
+    (key == "size" ? o->size : o->max_size) = spec;
   } else if (key == "reserve") {
     if (auto e = need_value()) return e;
     size_spec spec;
