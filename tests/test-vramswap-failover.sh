@@ -14,11 +14,6 @@ requires_swap_machine
 # shellcheck source=tests/vramswap_functions.sh
 . "$TESTS_DIR/vramswap_functions.sh"
 
-assert_clean() { # WHAT
-  [ -z "$(loops_under "$BASE")" ] || fail "$1: loop devices left: $(loops_under "$BASE")"
-  [ -z "$(vramfs_mounts_under "$BASE")" ] || fail "$1: mounts left: $(vramfs_mounts_under "$BASE")"
-}
-
 # status_row: the gpu0 row of vramswap status (exit status in RC).
 status_row() {
   vs status --dir "$DIR"

@@ -3,7 +3,7 @@
 # failed mode (no server could be started after the last one died, so
 # vramfs took its swap off itself) whose swap held nothing, and a dead
 # daemon whose swap held nothing, stop cleanly, saying that nothing was
-# lost.  (test-vramswap.sh checks that a real loss is reported.)  Backend
+# lost.  (test-vramswap-daemon-killed.sh checks that a real loss is reported.)  Backend
 # host; failed mode by VRAMFS_INJECT_FAULT=takeover:1, as
 # test-failover-edges.sh makes it.
 

@@ -121,3 +121,72 @@ expect_swapper_verified() {
   cat "$BASE/soak.out"
   if [ "$status" != 0 ] || ! grep -q verified "$BASE/soak.out"; then fail "the process lost pages (exit $status)"; fi
 }
+
+# --- the state of instances under DIR -----------------------------------------
+
+swap_prio() { awk -v d="$1" '$1 == d { print $5 }' /proc/swaps; }
+swap_size_kib() { awk -v d="$1" '$1 == d { print $3 }' /proc/swaps; }
+
+# assert_clean WHAT: nothing of the test's is left: no loop device, mount
+# or swap.  Every loop device loop_of saw is in BASE/seen (loop_of runs in
+# command substitutions, so a file keeps them).
+assert_clean() {
+  local dev
+  [ -z "$(loops_under "$BASE")" ] || fail "$1: loop devices left: $(loops_under "$BASE")"
+  [ -z "$(vramfs_mounts_under "$BASE")" ] || fail "$1: mounts left: $(vramfs_mounts_under "$BASE")"
+  ! grep -q "^$BASE/" <(mount_table | cut -f4) || fail "$1: mounts left: $(mount_table | grep "$BASE/")"
+  [ -f "$BASE/seen" ] || return 0
+  while read -r dev; do
+    ! swap_active "$dev" || fail "$1: $dev is still swap"
+  done <"$BASE/seen"
+}
+
+# loop_of N: the single loop device of instance N; fails unless there is
+# exactly one.
+loop_of() {
+  local loops
+  loops=$(loops_under "$DIR/gpu$1")
+  [ -n "$loops" ] || fail "gpu$1: no loop device holds $DIR/gpu$1/swapfile"
+  [ "$(wc -w <<<"$loops")" = 1 ] || fail "gpu$1: several loop devices: $loops"
+  echo "$loops" >>"$BASE/seen"
+  echo "$loops"
+}
+
+# assert_active N PRIORITY: instance N is fully set up: mount, loop with
+# direct I/O, swap at PRIORITY.
+assert_active() {
+  local loop
+  mountpoint -q "$DIR/gpu$1" || fail "gpu$1: $DIR/gpu$1 is not mounted"
+  [ "$(vramfs_mounts_under "$DIR/gpu$1")" = "$DIR/gpu$1" ] || fail "gpu$1: not a fuse.vramfs mount"
+  loop=$(loop_of "$1")
+  [ "$(cat "/sys/block/${loop#/dev/}/loop/dio")" = 1 ] || fail "gpu$1: $loop without direct I/O"
+  swap_active "$loop" || fail "gpu$1: $loop is not in /proc/swaps"
+  [ "$(swap_prio "$loop")" = "$2" ] || fail "gpu$1: priority $(swap_prio "$loop"), expected $2"
+}
+
+# expect_broken N STATE ADVICE [LOOP]: status exits 3, shows instance N (on
+# LOOP) in STATE, and says ADVICE (a grep pattern) about it.
+expect_broken() {
+  vs status --dir "$DIR"
+  expect_rc 3 "status, gpu$1 $2"
+  echo "$OUT"
+  grep -Eq "^$1 .*${4:+$4 .*} $2\$" <<<"$OUT" || fail "status does not show gpu$1 as $2"
+  grep -q "$3" <<<"$OUT" || fail "status does not say what to do about gpu$1 ($2)"
+}
+
+# swapper_in_swap LOOP LIMIT_MIB MIB PASSES SEED OUTPUT: starts vramfs-io
+# swapper in a new memory cgroup CG (pid in SWAPPER_PID) and waits until
+# LIMIT_MIB of its pages are in the swap on LOOP.
+swapper_in_swap() {
+  local loop=$1 limit=$2 out=$6 i used
+  CG=$(make_memory_cgroup "$limit")
+  spawn_in_cgroup "$CG" "$out" "$VRAMFS_IO" swapper "$3" "$4" "$5"
+  SWAPPER_PID=$SPAWNED
+  for ((i = 0; i < 600; i++)); do
+    used=$(swap_used_kib "$loop")
+    [ "${used:-0}" -lt $((limit * 1024)) ] || return 0
+    alive "$SWAPPER_PID" || { cat "$out"; fail "the swapper ended before it used the swap"; }
+    sleep 0.2
+  done
+  fail "only ${used:-0} KiB went to the swap in 120 s"
+}
