@@ -9,13 +9,29 @@
 
 set -eu
 
-# One integration test at a time on this machine, also across build trees:
-# a swap device takes any cgroup's pages, not only its own test's.  flock -o
-# keeps the lock in flock itself, so no daemon a test starts inherits it.
-if [ -z "${VRAMFS_TEST_LOCKED:-}" ] && command -v flock >/dev/null && [ -d /run/lock ] &&
-  [ -w /run/lock ]; then
-  export VRAMFS_TEST_LOCKED=1
+# One test at a time on this machine swaps, attaches loop devices, fills
+# the GPU or changes the fuse module's enable_uring, also across build
+# trees: a swap device takes any cgroup's pages, not only its own test's.
+# Such a test holds a lock for its whole run.  A test that does none of
+# that (it may mount vramfs) says so before it sources this file, with
+# VRAMFS_TEST_PARALLEL=1, and runs beside the others without the lock;
+# attach_loop, enable_swap and make_memory_cgroup fail in such a test.
+# Over FUSE's io_uring transport a test shares enable_uring: it always
+# takes the lock.  flock -o keeps the lock in flock itself, so no daemon a
+# test starts inherits it.
+if [ -n "${VRAMFS_TEST_LOCKED:-}" ]; then
+  :  # a test's own bash -c '. functions.sh', or after the exec below
+elif [ "${VRAMFS_TEST_PARALLEL:-0}" = 1 ] && [ -z "${VRAMFS_TEST_TRANSPORT:-}" ]; then
+  export VRAMFS_TEST_LOCKED=no
+elif command -v flock >/dev/null && [ -d /run/lock ] && [ -w /run/lock ]; then
+  export VRAMFS_TEST_LOCKED=1 VRAMFS_TEST_LOCK_ASKED=$EPOCHSECONDS
   exec flock -o /run/lock/vramfs-tests.lock bash "$0" "$@"
+fi
+# How long the test waited for the lock, which the harness's time for it
+# includes: the log says, so that a slow run shows where the time went.
+if [ -n "${VRAMFS_TEST_LOCK_ASKED:-}" ]; then
+  echo "--- waited $((EPOCHSECONDS - VRAMFS_TEST_LOCK_ASKED)) s for the test lock"
+  unset VRAMFS_TEST_LOCK_ASKED
 fi
 
 : "${VRAMFS:=vramfs}"
@@ -123,6 +139,7 @@ cleanup() {
   } | teardown || { echo "FAIL: teardown incomplete (see above)" >&2; [ "$status" != 0 ] || status=1; }
   while read -r dir; do [ -n "$dir" ] && rm -rf "$dir"; done < <(registered dir)
   rm -f "$_registry"
+  echo "--- ran for $SECONDS s, teardown included"
   exit "$status"
 }
 trap cleanup EXIT
@@ -144,16 +161,46 @@ mount_vramfs() {
   is_mounted "$mnt" || fail "vramfs returned 0 but $mnt is not mounted"
 }
 
+# expect_refusal TEXT ARGS...: vramfs ARGS must fail, saying TEXT in one
+# line on stderr, and leave no mount in the test's folders.
+expect_refusal() {
+  local want=$1 status=0 err dir mp
+  shift
+  err=$("$VRAMFS" "$@" 2>&1 >/dev/null) || status=$?
+  [ "$status" -ne 0 ] || fail "vramfs $* succeeded; expected: $want"
+  [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] || fail "vramfs $* printed more than one line: $err"
+  case $err in
+    "vramfs: "*"$want"*) ;;
+    *) fail "vramfs $* said '$err', expected it to say '$want'" ;;
+  esac
+  while read -r dir; do
+    for mp in $(vramfs_mounts_under "$dir"); do
+      unmount "$mp"
+      fail "vramfs $* left a mount behind"
+    done
+  done < <(registered dir)
+  echo "ok: vramfs $* -> $err"
+}
+
+# not_parallel WHAT: fails a test that runs without the lock
+# (VRAMFS_TEST_PARALLEL=1) and still does WHAT.
+not_parallel() {
+  [ "${VRAMFS_TEST_LOCKED:-}" != no ] ||
+    fail "$1, but this test runs beside others (VRAMFS_TEST_PARALLEL=1): it must take the test lock"
+}
+
 # attach_loop FILE: prints the loop device, attached with direct I/O; fails
 # the test when it cannot (also as dev=$(attach_loop ...)).
 attach_loop() {
   local dev
+  not_parallel "it attaches a loop device"
   dev=$(loop_attach "$1") || fail "cannot attach a loop device with direct I/O to $1"
   register loop "$dev"
   echo "$dev"
 }
 
 enable_swap() {
+  not_parallel "it swaps"
   mkswap "$1" >/dev/null
   register swap "$1"
   swapon "$@"
@@ -174,6 +221,7 @@ new_cgroup_dir() {
 # prints its directory; processes started by run_in_cgroup live there.
 make_memory_cgroup() {
   local limit=$(( $1 * 1024 * 1024 )) dir
+  not_parallel "it pushes a process into swap"
   if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
     grep -qw memory /sys/fs/cgroup/cgroup.controllers || skip "no cgroup v2 memory controller"
     grep -qw memory /sys/fs/cgroup/cgroup.subtree_control ||

@@ -1,6 +1,8 @@
 #!/bin/bash
 # Bad command lines: each answered with one clear line on stderr, a non-zero
 # exit status, and no mount left behind.
+# It swaps nothing and attaches no loop device: it runs beside other tests.
+VRAMFS_TEST_PARALLEL=1
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 requires_root
@@ -10,24 +12,6 @@ dir=$(make_tempdir)
 mnt=$dir/mnt
 mkdir "$mnt"
 touch "$dir/file"
-
-# expect_refusal TEXT ARGS...: vramfs ARGS must fail saying TEXT.
-expect_refusal() {
-  local want=$1 status=0 err
-  shift
-  err=$("$VRAMFS" "$@" 2>&1 >/dev/null) || status=$?
-  [ "$status" -ne 0 ] || fail "vramfs $* succeeded; expected: $want"
-  [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] || fail "vramfs $* printed more than one line: $err"
-  case $err in
-    "vramfs: "*"$want"*) ;;
-    *) fail "vramfs $* said '$err', expected it to say '$want'" ;;
-  esac
-  if mountpoint -q "$mnt"; then
-    umount "$mnt"
-    fail "vramfs $* left a mount behind"
-  fi
-  echo "ok: vramfs $* -> $err"
-}
 
 host="backend=host"
 expect_refusal "unknown option(s): \`-o bogus'" "$mnt" -o "$host,size=64M,bogus"
@@ -54,28 +38,6 @@ expect_refusal "lazy is not supported" "$mnt" -o "$host,size=64M,failover,lazy"
 expect_refusal "no mountpoint" -o "$host,size=64M"
 expect_refusal "No such file or directory" "$dir/missing" -o "$host,size=64M"
 expect_refusal "is not a directory" "$dir/file" -o "$host,size=64M"
-
-# transport=uring where the fuse module's enable_uring is N and cannot be
-# turned on: a read-only file bound over the parameter stands for it.  The
-# bind is undone before anything else on exit, so the real parameter is
-# back whatever happens.
-uring_param=/sys/module/fuse/parameters/enable_uring
-if [ -e "$uring_param" ] && "$VRAMFS" --version | grep -q 'transports:.*uring'; then
-  echo N >"$dir/enable_uring"
-  cleanup_first() { mountpoint -q "$uring_param" && umount "$uring_param"; }
-  mount --bind "$dir/enable_uring" "$uring_param"
-  mount -o remount,bind,ro "$uring_param"
-  expect_refusal "transport=uring: FUSE over io_uring is off ($uring_param is N) and cannot be turned on: Read-only file system" \
-    "$mnt" -o "$host,size=64M,transport=uring"
-  umount "$uring_param"
-  # Rings that would lock more than a machine can spare: one clear line,
-  # not gigabytes of pinned memory (8 threads x 128 entries of 1 MiB on
-  # every possible CPU is over a GiB even with one CPU).
-  expect_refusal "more than 1024 MiB: lower queue_depth= or queue_threads=, or use transport=dev" \
-    "$mnt" -o "$host,size=64M,transport=uring,queue_depth=128,queue_threads=8"
-else
-  echo "not checked: transport=uring with enable_uring unsettable (this kernel or build has no FUSE over io_uring)"
-fi
 
 # A backend this build or machine lacks.
 if "$VRAMFS" --version | grep -q cuda; then

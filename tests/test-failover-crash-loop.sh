@@ -4,6 +4,8 @@
 # not reset the count: the mount reaches failed mode (every request
 # answered EIO at once, nothing hangs) within seconds, instead of
 # restarting servers for ever.
+# It swaps nothing and attaches no loop device: it runs beside other tests.
+VRAMFS_TEST_PARALLEL=1
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 requires_swap_machine

@@ -4,6 +4,8 @@
 # comes before a new standby is ready falls back to a cold start; every
 # byte written survives both.  standby=0 runs without one, and a GPU that
 # admits one process at a time (faked here) gets none, saying why.
+# It swaps nothing and attaches no loop device: it runs beside other tests.
+VRAMFS_TEST_PARALLEL=1
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 requires_swap_machine

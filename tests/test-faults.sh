@@ -2,6 +2,8 @@
 # Device failures, injected with VRAMFS_INJECT_FAULT: an I/O error for the
 # request that met it, counted, and nothing lost; a lost device answers every
 # request with an error at once and never hangs.
+# It swaps nothing and attaches no loop device: it runs beside other tests.
+VRAMFS_TEST_PARALLEL=1
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 requires_root

@@ -1,5 +1,7 @@
 #!/bin/bash
 # Reads and writes through the mount, verified byte for byte.
+# It swaps nothing and attaches no loop device: it runs beside other tests.
+VRAMFS_TEST_PARALLEL=1
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 requires_root

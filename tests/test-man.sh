@@ -1,5 +1,7 @@
 #!/bin/bash
 # The man pages: clean for groff and mandoc, and in step with --help.
+# It swaps nothing and attaches no loop device: it runs beside other tests.
+VRAMFS_TEST_PARALLEL=1
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 

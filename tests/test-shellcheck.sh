@@ -3,6 +3,8 @@
 # that what each sources is checked with it).  The files of vramswap's
 # commands are checked each on its own, as it is read.
 : "${TESTS_DIR:=$(cd "$(dirname "$0")" && pwd)}"
+# It swaps nothing and attaches no loop device: it runs beside other tests.
+VRAMFS_TEST_PARALLEL=1
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 command -v shellcheck >/dev/null || skip "shellcheck is not installed"

@@ -2,6 +2,8 @@
 # Many threads of random writes, reads and discards at once, against a small
 # cache so that lines are evicted and written back all the time; every read
 # is checked against a shadow copy.  VRAMFS_STRESS_SECONDS makes it longer.
+# It swaps nothing and attaches no loop device: it runs beside other tests.
+VRAMFS_TEST_PARALLEL=1
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 requires_root

@@ -3,6 +3,8 @@
 # (their commands pointed at the built vramswap), and the sleep units are
 # ordered before, and required by, the sleeps they guard.
 : "${TESTS_DIR:=$(cd "$(dirname "$0")" && pwd)}"
+# It swaps nothing and attaches no loop device: it runs beside other tests.
+VRAMFS_TEST_PARALLEL=1
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 : "${UNIT_DIR:?UNIT_DIR: the folder of the built units}"

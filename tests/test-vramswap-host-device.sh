@@ -1,7 +1,7 @@
 #!/bin/bash
 # vramswap start --backend host gives vramfs no device= (there is no GPU to
 # name), so that vramfs does not warn that it ignores one; with the cuda
-# backend each mount gets its GPU's UUID (test-vramswap-errors.sh).
+# backend each mount gets its GPU's UUID (test-vramswap-start-fails.sh).
 
 : "${TESTS_DIR:=$(cd "$(dirname "$0")" && pwd)}"
 # shellcheck source=tests/functions.sh

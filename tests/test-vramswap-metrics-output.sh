@@ -5,6 +5,8 @@
 # a FIFO is written in place and stays what it is; a folder is refused.
 
 : "${TESTS_DIR:=$(cd "$(dirname "$0")" && pwd)}"
+# It swaps nothing and attaches no loop device: it runs beside other tests.
+VRAMFS_TEST_PARALLEL=1
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 requires_swap_machine

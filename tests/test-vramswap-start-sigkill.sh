@@ -3,7 +3,7 @@
 # device being attached) leaves nothing behind either: what it made is
 # undone by the process that start leaves to guard it.  Other signals that
 # end start (INT, TERM, HUP, PIPE, QUIT, ALRM, USR1, USR2) roll back at once
-# (test-vramswap-errors.sh, test-vramswap-start-sigpipe.sh).  Backend host.
+# (test-vramswap-rollback.sh, test-vramswap-start-sigpipe.sh).  Backend host.
 
 : "${TESTS_DIR:=$(cd "$(dirname "$0")" && pwd)}"
 # shellcheck source=tests/functions.sh

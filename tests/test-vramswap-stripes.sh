@@ -18,12 +18,6 @@ T=()
 [ -z "${VRAMFS_TEST_TRANSPORT:-}" ] || T=(--transport "$VRAMFS_TEST_TRANSPORT")
 H=(--backend host --dir "$DIR" ${T[@]+"${T[@]}"})
 
-assert_nothing() { # WHAT
-  [ -z "$(loops_under "$BASE")" ] || fail "$1: loop devices left: $(loops_under "$BASE")"
-  [ -z "$(vramfs_mounts_under "$BASE")" ] || fail "$1: mounts left: $(vramfs_mounts_under "$BASE")"
-  [ ! -e "$DIR" ] || fail "$1: $DIR was left behind"
-}
-
 info "a stripe count out of range, or stripes too small, is refused"
 for k in 0 17 -1 two; do
   vs start "${H[@]}" --size 256M --stripes "$k"

@@ -190,3 +190,51 @@ swapper_in_swap() {
   done
   fail "only ${used:-0} KiB went to the swap in 120 s"
 }
+
+# --- refusals and rollbacks ---------------------------------------------------
+
+# vramfs_daemons_under PATH: pids of vramfs daemons serving a mount under PATH.
+vramfs_daemons_under() {
+  local pid
+  for pid in $(pgrep -x vramfs); do
+    alive "$pid" || continue
+    tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "^$1/" && echo "$pid"
+  done
+  return 0
+}
+
+# assert_nothing WHAT: nothing of ours exists: no loop device, mount, swap
+# or daemon, and DIR was not created (or was removed again).
+assert_nothing() {
+  [ -z "$(loops_under "$BASE")" ] || fail "$1: loop devices left: $(loops_under "$BASE")"
+  [ -z "$(vramfs_mounts_under "$BASE")" ] || fail "$1: mounts left: $(vramfs_mounts_under "$BASE")"
+  [ ! -e "$DIR" ] || fail "$1: $DIR was left behind: $(ls -A "$DIR")"
+  sleep 0.1
+  [ -z "$(vramfs_daemons_under "$BASE")" ] || fail "$1: vramfs daemons left: $(vramfs_daemons_under "$BASE")"
+}
+
+# expect_usage_error TEXT ARGS...: a usage or configuration error: exit 2,
+# one line on stderr that starts with "vramswap: " and contains TEXT,
+# nothing on stdout, nothing created.
+expect_usage_error() {
+  local text=$1
+  shift
+  vs "$@"
+  expect_rc 2 "$*"
+  [ -z "$OUT" ] || { show "$@"; fail "$*: printed on stdout"; }
+  [ "$(wc -l <<<"$ERR")" = 1 ] || { show "$@"; fail "$*: not one line on stderr"; }
+  [[ $ERR == "vramswap: "* ]] || { show "$@"; fail "$*: message without the vramswap: prefix"; }
+  [[ $ERR == *"$text"* ]] || { show "$@"; fail "$*: message does not say '$text'"; }
+  echo "  $* -> $ERR"
+  assert_nothing "$*"
+}
+
+# fake NAME SCRIPT: a command NAME in BASE/fake-NAME/, first on FAKE_PATH
+# (a PATH for the calls that use it).
+fake() {
+  mkdir -p "$BASE/fake-$1"
+  printf '#!/bin/bash\n%s\n' "$2" >"$BASE/fake-$1/$1"
+  chmod +x "$BASE/fake-$1/$1"
+  # shellcheck disable=SC2034 # read by the tests that source this file
+  FAKE_PATH=$BASE/fake-$1:$PATH
+}
