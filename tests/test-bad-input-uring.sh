@@ -2,8 +2,13 @@
 # transport=uring refused before anything is mounted, with one clear line:
 # where the fuse module's enable_uring is N and cannot be turned on (a
 # read-only file bound over the parameter stands for it), and for rings
-# that would lock more memory than a machine can spare.  It changes the
-# module's parameter, which every test over uring reads: it takes the lock.
+# that would lock more memory than a machine can spare.  The bind over the
+# module's parameter is made in a mount namespace of the test's own, so
+# that no other process sees it or can undo it; the test still takes the
+# lock, since vramfs turns the real parameter on where it can.
+if [ -z "${VRAMFS_TEST_OWN_MOUNTS:-}" ] && command -v unshare >/dev/null; then
+  VRAMFS_TEST_OWN_MOUNTS=1 exec unshare --mount --propagation private bash "$0" "$@"
+fi
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 requires_root
