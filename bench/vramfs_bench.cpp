@@ -1,5 +1,5 @@
-// vramfs-bench: the measurements behind bench/run.  Self-contained (libc and
-// pthreads only), so it builds with a plain `g++ -O2 -std=c++20 -pthread`.
+// vramfs-bench: the measurements behind bench/run.  libc, pthreads and one
+// header of src/common: it builds with `g++ -O2 -std=c++20 -pthread -Isrc`.
 //
 //   vramfs-bench fill PATH BS                        write all of PATH once
 //   vramfs-bench seq PATH read|write BS STREAMS SECONDS
@@ -33,33 +33,12 @@
 #include <thread>
 #include <vector>
 
+#include "common/cli_tool.h"
+
 namespace {
 
-[[noreturn]] void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void die(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fputs("vramfs-bench: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-  exit(1);
-}
-
-uint64_t number(const char *s) {
-  char *end;
-  errno = 0;
-  uint64_t v = strtoull(s, &end, 0);
-  if (errno || end == s) die("not a number: %s", s);
-  switch (*end) {
-    case 'k': case 'K': v <<= 10, ++end; break;
-    case 'm': case 'M': v <<= 20, ++end; break;
-    case 'g': case 'G': v <<= 30, ++end; break;
-    default: break;
-  }
-  if (*end) die("not a number: %s", s);
-  return v;
-}
+using vramfs::cli_tool::die;
+using vramfs::cli_tool::number;
 
 using clock_type = std::chrono::steady_clock;
 

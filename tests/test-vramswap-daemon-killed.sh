@@ -11,8 +11,6 @@ requires_swap_machine
 
 # shellcheck source=tests/vramswap_functions.sh
 . "$TESTS_DIR/vramswap_functions.sh"
-SWAPPER_PID=
-CG=
 
 info "the daemon killed outright with pages in its swap (without failover)"
 # What a user must never do, done to a sacrificial process in a cgroup: its

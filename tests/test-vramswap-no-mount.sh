@@ -11,8 +11,6 @@ requires_swap_machine
 
 # shellcheck source=tests/vramswap_functions.sh
 . "$TESTS_DIR/vramswap_functions.sh"
-SWAPPER_PID=
-CG=
 ORPHAN_LOOP=
 # A loop device whose mount was lazily unmounted: its file reads
 # /swapfile, not a path under BASE, so the teardown must be told.

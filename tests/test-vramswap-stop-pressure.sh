@@ -11,8 +11,6 @@ requires_swap_machine
 
 # shellcheck source=tests/vramswap_functions.sh
 . "$TESTS_DIR/vramswap_functions.sh"
-SWAPPER_PID=
-CG=
 
 info "stop while a memory-limited process has pages in the swap"
 # Two instances at one priority: the swapper's pages go to both.

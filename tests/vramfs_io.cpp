@@ -40,26 +40,12 @@
 #include <string>
 #include <vector>
 
+#include "common/cli_tool.h"
+
 namespace {
 
-[[noreturn]] void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void die(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fputs("vramfs-io: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-  exit(1);
-}
-
-uint64_t number(const char *s) {
-  char *end;
-  errno = 0;
-  uint64_t v = strtoull(s, &end, 0);
-  if (errno || *end) die("not a number: %s", s);
-  return v;
-}
+using vramfs::cli_tool::die;
+using vramfs::cli_tool::number;
 
 // The byte at absolute position pos of the pattern for seed: cheap, and
 // different for every position and seed, so a misplaced block shows.
