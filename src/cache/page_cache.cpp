@@ -2,6 +2,8 @@
 
 #include "cache/extent_map.h"
 #include "common/log.h"
+#include "common/monotonic_clock.h"
+#include "common/round_up.h"
 #include "common/stats.h"
 #include "store/block_store.h"
 
@@ -15,12 +17,6 @@ namespace {
 
 // Sectors per block at most: the masks are 64 bits.
 constexpr uint64_t max_sectors = 64;
-
-int64_t monotonic_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-}
 
 // Calls fn(first, count) for each run of set bits in mask.
 template <typename Fn>
@@ -159,10 +155,10 @@ void page_cache::add_dirty(line_state &l, uint64_t mask) {
 int page_cache::finish_copies(store_channel &ch, int submit_err) {
   // Wait even when a submit failed: the copies queued before it may still
   // be writing into a buffer that is reused once the set's lock drops.
-  int64_t start = monotonic_ns();
+  uint64_t start = monotonic_ns();
   int err = store_.wait(ch);
   stats::add(stats_.mine().copy_waits);
-  stats::add(stats_.mine().copy_wait_ns, uint64_t(monotonic_ns() - start));
+  stats::add(stats_.mine().copy_wait_ns, monotonic_ns() - start);
   return submit_err ? submit_err : err;
 }
 
@@ -483,7 +479,7 @@ void page_cache::drop_blocks(uint64_t first, uint64_t end) {
 
 void page_cache::release_past(uint64_t size) {
   uint64_t chunk = store_.chunk_size();
-  uint64_t keep = (size + chunk - 1) / chunk * chunk;
+  uint64_t keep = round_up(size, chunk);
   std::lock_guard lazy(lazy_mutex_);
   // The chunk the end lies in holds data below it, unless (lazy mode) its
   // blocks below the end were discarded: then it goes too.

@@ -1,5 +1,7 @@
 #include "common/log.h"
 
+#include "common/monotonic_clock.h"
+
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -70,12 +72,6 @@ void send_syslog(int priority, const char *text) {
   syslog_dropped.fetch_add(dropped + 1);
 }
 
-int64_t now_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-}
-
 }  // namespace
 
 void log_to_syslog(bool enable) {
@@ -131,7 +127,7 @@ void log_message(log_level level, const char *fmt, ...) {
 bool log_rate_limit::allow(uint64_t *suppressed) {
   constexpr int64_t window_ns = 5'000'000'000;  // 5 s
   constexpr uint32_t burst = 5;
-  int64_t now = now_ns();
+  auto now = int64_t(monotonic_ns());
   int64_t start = window_start_ns_.load(std::memory_order_relaxed);
   if (now - start > window_ns &&
       window_start_ns_.compare_exchange_strong(start, now)) {

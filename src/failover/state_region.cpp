@@ -1,6 +1,7 @@
 #include "failover/state_region.h"
 
 #include "cache/extent_map.h"
+#include "common/round_up.h"
 #include "fuse/mount_state.h"
 
 #include <sys/mman.h>
@@ -27,7 +28,6 @@ struct header {
   mount_state state;
 };
 
-uint64_t align(uint64_t v, uint64_t to) { return (v + to - 1) / to * to; }
 
 struct offsets {
   uint64_t extents, sets, lines, total;
@@ -36,9 +36,9 @@ struct offsets {
 offsets place(const state_region::shape &s) {
   uint64_t blocks = (s.file_size + s.block_size - 1) / s.block_size;
   offsets o;
-  o.extents = align(sizeof(header), 64);
-  o.sets = align(o.extents + extent_map::words_for(blocks) * 8, 64);
-  o.lines = align(o.sets + s.line_count / page_cache::ways * sizeof(page_cache::set_state), 4096);
+  o.extents = round_up(sizeof(header), 64);
+  o.sets = round_up(o.extents + extent_map::words_for(blocks) * 8, 64);
+  o.lines = round_up(o.sets + s.line_count / page_cache::ways * sizeof(page_cache::set_state), 4096);
   o.total = o.lines + s.line_count * s.block_size;
   return o;
 }

@@ -3,6 +3,7 @@
 #include "cache/extent_map.h"
 #include "cache/page_cache.h"
 #include "common/log.h"
+#include "common/monotonic_clock.h"
 #include "common/options.h"
 #include "common/stats.h"
 #include "fuse/stats_text.h"
@@ -285,12 +286,6 @@ answer read_stats(filesystem &fs, const read_in &in, std::span<std::byte> out) {
   size_t len = std::min({size_t(in.size), text.size() - start, out.size()});
   memcpy(out.data(), text.data() + start, len);
   return {0, len};
-}
-
-uint64_t monotonic_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return uint64_t(ts.tv_sec) * 1000000000 + uint64_t(ts.tv_nsec);
 }
 
 // Adds the time from its construction to its end to a counter.

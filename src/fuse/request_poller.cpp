@@ -1,5 +1,7 @@
 #include "fuse/request_poller.h"
 
+#include "common/monotonic_clock.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
@@ -10,12 +12,6 @@
 
 namespace vramfs::fuse {
 namespace {
-
-uint64_t now_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return uint64_t(ts.tv_sec) * 1000000000 + uint64_t(ts.tv_nsec);
-}
 
 ssize_t read_request(int fd, std::span<std::byte> buf) {
   ssize_t n = read(fd, buf.data(), buf.size());
@@ -70,7 +66,7 @@ ssize_t request_poller::next(int fd, std::span<std::byte> buf) {
     follow();
   }
   if (n >= 0) {
-    last_request_ns_.store(now_ns(), std::memory_order_relaxed);
+    last_request_ns_.store(monotonic_ns(), std::memory_order_relaxed);
     serving = true;
     busy_.fetch_add(1);
   }
@@ -87,7 +83,7 @@ ssize_t request_poller::lead(int fd, std::span<std::byte> buf) {
     // faulting process, a loop worker).  Under load, when other threads
     // serve, polling would only take CPU from them: sleep instead.
     if (!busy_.load(std::memory_order_relaxed) &&
-        now_ns() - last_request_ns_.load(std::memory_order_relaxed) < busy_poll_ns_) {
+        monotonic_ns() - last_request_ns_.load(std::memory_order_relaxed) < busy_poll_ns_) {
       sched_yield();
       continue;
     }

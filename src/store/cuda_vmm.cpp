@@ -2,6 +2,7 @@
 
 #include "common/fault_injection.h"
 #include "common/options.h"
+#include "common/round_up.h"
 
 #include <cuda_runtime.h>
 
@@ -74,8 +75,8 @@ std::unique_ptr<cuda_vmm> cuda_vmm::create(int device, uint64_t bytes, std::stri
   // The range: the size to the device's granularity, never more.  Shared
   // chunks are larger (each is a descriptor in the keeper); the last one
   // is then shorter, so that the VRAM held is what was asked for.
-  uint64_t reserved = (bytes + granularity - 1) / granularity * granularity;
-  if (share.chunk_bytes) granularity = (share.chunk_bytes + granularity - 1) / granularity * granularity;
+  uint64_t reserved = round_up(bytes, granularity);
+  if (share.chunk_bytes) granularity = round_up(share.chunk_bytes, granularity);
   std::unique_ptr<cuda_vmm> vmm(new cuda_vmm(device, granularity, reserved));
   vmm->driver_ = driver;
   vmm->share_ = std::move(share);

@@ -2,6 +2,7 @@
 
 #include "common/fault_injection.h"
 #include "common/log.h"
+#include "common/round_up.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -22,7 +23,6 @@ namespace {
 
 class host_channel final : public store_channel {};
 
-uint64_t round_up(uint64_t v, uint64_t to) { return (v + to - 1) / to * to; }
 
 void *map_anonymous(size_t bytes) {
   void *p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
