@@ -26,7 +26,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdarg>
 #include <cinttypes>
 #include <cstdint>
 #include <cstdio>
