@@ -4,6 +4,8 @@
 #include "common/fault_injection.h"
 #include "common/stats.h"
 #include "store/host_store.h"
+#include "store/store_decorator.h"
+#include "faulty_host_store.h"
 
 #include <atomic>
 #include <chrono>
@@ -64,6 +66,8 @@ struct basic_fixture {
   std::unique_ptr<store_channel> ch;
 };
 using fixture = basic_fixture<host_store>;
+// With VRAMFS_INJECT_FAULT's store faults, as the daemon builds it.
+using faulty_fixture = basic_fixture<faulty_host_store>;
 
 std::vector<uint8_t> pattern(size_t len, uint8_t seed) {
   std::vector<uint8_t> v(len);
@@ -72,35 +76,12 @@ std::vector<uint8_t> pattern(size_t len, uint8_t seed) {
 }
 
 
-// A store that passes every call to a host store inside it: the tests'
-// decorators override only what they change.
-class forwarding_store : public block_store {
+// A host store inside a decorator: the tests' decorators override only
+// what they change.
+class forwarding_store : public store_decorator {
  public:
-  forwarding_store(uint64_t size, bool lazy) : block_store(size, lazy), inner_(size, lazy) {}
-
-  const char *backend() const override { return inner_.backend(); }
-  std::string device() const override { return inner_.device(); }
-  uint64_t chunk_size() const override { return inner_.chunk_size(); }
-  uint64_t held_bytes() const override { return inner_.held_bytes(); }
-  bool failed() const override { return inner_.failed(); }
-  std::string copy_path() const override { return inner_.copy_path(); }
-  std::unique_ptr<store_channel> open_channel() override { return inner_.open_channel(); }
-  int submit_read(store_channel &ch, uint64_t offset, void *dst, size_t len) override {
-    return inner_.submit_read(ch, offset, dst, len);
-  }
-  int submit_write(store_channel &ch, uint64_t offset, const void *src, size_t len) override {
-    return inner_.submit_write(ch, offset, src, len);
-  }
-  int wait(store_channel &ch) override { return inner_.wait(ch); }
-  int ensure_backed(uint64_t offset, uint64_t len) override { return inner_.ensure_backed(offset, len); }
-  void release(uint64_t offset, uint64_t len) override { inner_.release(offset, len); }
-  void *alloc_host(size_t bytes) override { return inner_.alloc_host(bytes); }
-  void free_host(void *ptr, size_t bytes) override { inner_.free_host(ptr, bytes); }
-  int pin_host(void *ptr, size_t bytes) override { return inner_.pin_host(ptr, bytes); }
-  void unpin_host(void *ptr) override { inner_.unpin_host(ptr); }
-
- protected:
-  host_store inner_;
+  forwarding_store(uint64_t size, bool lazy)
+      : store_decorator(std::make_unique<host_store>(size, lazy)) {}
 };
 
 // A store that keeps count of the copies queued since the last wait, over a
@@ -114,14 +95,14 @@ class watching_store final : public forwarding_store {
   unsigned fail_submit = 0;  // the Nth submit from now fails; 0: none
 
   int submit_read(store_channel &ch, uint64_t offset, void *dst, size_t len) override {
-    return counted(inner_.submit_read(ch, offset, dst, len));
+    return counted(inner_->submit_read(ch, offset, dst, len));
   }
   int submit_write(store_channel &ch, uint64_t offset, const void *src, size_t len) override {
-    return counted(inner_.submit_write(ch, offset, src, len));
+    return counted(inner_->submit_write(ch, offset, src, len));
   }
   int wait(store_channel &ch) override {
     queued_since_wait = 0;
-    return inner_.wait(ch);
+    return inner_->wait(ch);
   }
 
  private:
@@ -157,6 +138,7 @@ class late_store final : public forwarding_store {
   std::unique_ptr<store_channel> open_channel() override {
     return std::make_unique<late_channel>();
   }
+  std::unique_ptr<store_channel> open_background_channel() override { return open_channel(); }
   int submit_read(store_channel &ch, uint64_t offset, void *dst, size_t len) override {
     return queue(ch, {true, offset, dst, nullptr, len});
   }
@@ -192,7 +174,7 @@ class late_store final : public forwarding_store {
     return 0;
   }
   void complete_copies() {
-    auto ch = inner_.open_channel();
+    auto ch = inner_->open_channel();
     std::mt19937 rng(1);
     std::unique_lock lock(mutex_);
     for (;;) {
@@ -205,9 +187,9 @@ class late_store final : public forwarding_store {
       // pieces that cut across the tests' 64-byte records.
       for (size_t at = 0; at < c.len; at += 40) {
         size_t piece = std::min<size_t>(40, c.len - at);
-        int err = c.read ? inner_.submit_read(*ch, c.offset + at, static_cast<char *>(c.dst) + at, piece)
-                         : inner_.submit_write(*ch, c.offset + at, static_cast<const char *>(c.src) + at, piece);
-        if (!err) inner_.wait(*ch);
+        int err = c.read ? inner_->submit_read(*ch, c.offset + at, static_cast<char *>(c.dst) + at, piece)
+                         : inner_->submit_write(*ch, c.offset + at, static_cast<const char *>(c.src) + at, piece);
+        if (!err) inner_->wait(*ch);
         if (rng() % 4 == 0) std::this_thread::sleep_for(std::chrono::microseconds(20));
       }
       c.ch->pending.fetch_sub(1, std::memory_order_release);
@@ -507,7 +489,7 @@ START_TEST(discard_racing_writes_in_lazy_mode) {
 END_TEST
 
 START_TEST(failed_write_back_keeps_the_data) {
-  fixture f(16);
+  faulty_fixture f(16);
   auto data = pattern(block, 8);
   ck_assert_int_eq(f.cache.write(*f.ch, 0, data.data(), block), 0);
   ck_assert(!fault_injection::configure("copy:1"));
@@ -522,7 +504,7 @@ END_TEST
 START_TEST(failed_fetch_is_an_error_not_zeros) {
   // A 4K swap-in that misses, and a line that lacks the sectors asked for:
   // a failed copy must be an error, never zeros or stale bytes.
-  fixture f(64);
+  faulty_fixture f(64);
   auto data = pattern(block, 2);
   f.store_block_0(data);
   ck_assert(!fault_injection::configure("copy:1"));
@@ -531,7 +513,7 @@ START_TEST(failed_fetch_is_an_error_not_zeros) {
   ck_assert(!fault_injection::configure(""));
   ck_assert(f.read(0, block) == data);
 
-  sector_fixture<host_store> s;
+  sector_fixture<faulty_host_store> s;
   s.leave_block0_holding_sector1();
   ck_assert(!fault_injection::configure("copy:1"));
   ck_assert_int_eq(s.cache.read(*s.ch, 0, got.data(), got.size()), -EIO);  // sector 0 must come from the store
@@ -565,7 +547,7 @@ START_TEST(a_failed_submit_still_waits_for_the_copies_before_it) {
 END_TEST
 
 START_TEST(a_stalled_store_fails_instead_of_hanging) {
-  fixture f(16);
+  faulty_fixture f(16);
   f.store.set_copy_timeout(std::chrono::milliseconds(300));
   auto data = pattern(block, 2);
   ck_assert_int_eq(f.cache.write(*f.ch, 0, data.data(), block), 0);

@@ -11,6 +11,7 @@
 #include "fuse/request.h"
 #include "fuse/stats_text.h"
 #include "store/host_store.h"
+#include "faulty_host_store.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -81,7 +82,7 @@ struct fixture {
     }
   }
 
-  host_store store;
+  faulty_host_store store;  // VRAMFS_INJECT_FAULT's store faults, as the daemon has them
   extent_map extents;
   stats counters;
   page_cache cache;

@@ -1,6 +1,9 @@
-// Unit tests: the host store.
+// Unit tests: the host store, its fault-injecting decorator, the copy
+// engine's policy.
 #include "common/fault_injection.h"
+#include "store/copy_engine_policy.h"
 #include "store/host_store.h"
+#include "faulty_host_store.h"
 #include "store_copy.h"
 
 #include <cstring>
@@ -50,7 +53,7 @@ START_TEST(lazy_backs_and_releases_whole_chunks) {
 END_TEST
 
 START_TEST(injected_faults) {
-  host_store s(chunk, true);
+  faulty_host_store s(chunk, true);
   auto ch = s.open_channel();
   uint8_t buf[16] = {};
   ck_assert(!fault_injection::configure("alloc:1,copy:2"));
@@ -68,12 +71,33 @@ START_TEST(injected_faults) {
 }
 END_TEST
 
+// The copy engine's policy, from the facts the GPU reports: a display's
+// watchdog (a kernel run-time limit), pinned memory the GPU cannot reach at
+// its host address, or an old GPU each keep it off, saying why.
+START_TEST(copy_engine_policy) {
+  gpu_facts usable{.kernel_exec_timeout = false, .host_pointers_usable = true, .compute_major = 9};
+  ck_assert(!copy_engine_unusable(usable));
+  gpu_facts watchdog = usable;
+  watchdog.kernel_exec_timeout = true;
+  auto why = copy_engine_unusable(watchdog);
+  ck_assert(why && why->find("run-time limit") != std::string::npos);
+  gpu_facts no_host_pointers = usable;
+  no_host_pointers.host_pointers_usable = false;
+  ck_assert(copy_engine_unusable(no_host_pointers));
+  gpu_facts old = usable;
+  old.compute_major = 6;
+  why = copy_engine_unusable(old);
+  ck_assert(why && why->find("7.0") != std::string::npos);
+}
+END_TEST
+
 Suite *make_suite() {
   Suite *s = suite_create("host_store");
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, reserved_round_trip);
   tcase_add_test(tc, lazy_backs_and_releases_whole_chunks);
   tcase_add_test(tc, injected_faults);
+  tcase_add_test(tc, copy_engine_policy);
   suite_add_tcase(s, tc);
   return s;
 }

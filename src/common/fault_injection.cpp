@@ -12,13 +12,12 @@ std::optional<std::string> fault_injection::configure_from_environment() {
 
 std::optional<std::string> fault_injection::configure(const std::string &spec) {
   const std::string expected =
-      "copy:N, alloc:N, sticky:N, stall:N, takeover:N, fuse_read:N, slow_start:MS, "
-      "engine_launch:N, kernel_timeout:1, takeover_crash:N, resize_crash:N or single_process:1";
-  copy_at_ = alloc_at_ = sticky_at_ = stall_at_ = takeover_at_ = fuse_read_at_ = 0;
-  slow_start_ms_ = engine_launch_at_ = takeover_crash_at_ = resize_crash_at_ = 0;
-  kernel_timeout_ = single_process_ = false;
-  copy_count_ = alloc_count_ = sticky_count_ = stall_count_ = fuse_read_count_ = 0;
-  engine_launch_count_ = 0;
+      "copy:N, alloc:N, sticky:N, stall:N, takeover:N, slow_start:MS, takeover_crash:N, "
+      "resize_crash:N or single_process:1";
+  copy_at_ = alloc_at_ = sticky_at_ = stall_at_ = takeover_at_ = 0;
+  slow_start_ms_ = takeover_crash_at_ = resize_crash_at_ = 0;
+  single_process_ = false;
+  copy_count_ = alloc_count_ = sticky_count_ = stall_count_ = 0;
   size_t start = 0;
   while (start < spec.size()) {
     size_t comma = spec.find(',', start);
@@ -36,10 +35,7 @@ std::optional<std::string> fault_injection::configure(const std::string &spec) {
     else if (kind == "sticky") sticky_at_ = n;
     else if (kind == "stall") stall_at_ = n;
     else if (kind == "takeover") takeover_at_ = n;
-    else if (kind == "fuse_read") fuse_read_at_ = n;
     else if (kind == "slow_start") slow_start_ms_ = n;
-    else if (kind == "engine_launch") engine_launch_at_ = n;
-    else if (kind == "kernel_timeout") kernel_timeout_ = true;
     else if (kind == "takeover_crash") takeover_crash_at_ = n;
     else if (kind == "resize_crash") resize_crash_at_ = n;
     else if (kind == "single_process") single_process_ = true;

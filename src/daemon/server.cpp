@@ -16,6 +16,7 @@
 #include "fuse/transport.h"
 #include "store/block_store.h"
 #include "store/failed_store.h"
+#include "store/faulty_store.h"
 
 #include "config.h"
 
@@ -101,6 +102,8 @@ class server {
     return false;
   }
   bool open_store();
+  // Puts a test's store faults (VRAMFS_INJECT_FAULT) around the store.
+  bool with_test_faults();
   bool lay_out_state();
   bool make_transport();
   bool connect();
@@ -157,7 +160,7 @@ bool server::open_store() {
   }
   if (!keeper_) {
     store_ = create_store(opts_, &error);
-    return store_ ? true : fail(error);
+    return store_ ? with_test_faults() : fail(error);
   }
   // -o failover: every piece of memory that must outlive this process goes
   // to the keeper before anything is stored in it.
@@ -184,7 +187,12 @@ bool server::open_store() {
   };
   keeping.chunks = keeper_->chunks;
   store_ = create_store(opts_, &error, &keeping);
-  return store_ ? true : fail(error);
+  return store_ ? with_test_faults() : fail(error);
+}
+
+bool server::with_test_faults() {
+  if (fault_injection::store_faults()) store_ = std::make_unique<faulty_store>(std::move(store_));
+  return true;
 }
 
 bool server::lay_out_state() {

@@ -1,5 +1,4 @@
 // The classic transport: threads that read /dev/fuse and write replies back.
-#include "common/fault_injection.h"
 #include "common/log.h"
 #include "fuse/operations.h"
 #include "fuse/request.h"
@@ -92,11 +91,8 @@ void serve_device(filesystem &fs, int fd, worker_buffers &w, init_latch &initial
                   request_poller *poller) {
   std::span<std::byte> in = w.in();
   for (;;) {
-    // An injected failure takes the place of a read, so no request is lost.
     ssize_t n;
-    if (fault_injection::device_read_fails())
-      n = -EIO;
-    else if (poller)
+    if (poller)
       n = poller->next(fd, in);
     else if ((n = read(fd, in.data(), in.size())) < 0)
       n = -errno;

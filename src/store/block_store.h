@@ -45,8 +45,9 @@ class block_store {
   // The most it may grow to (max_size=): the address range, fixed.
   uint64_t max_size() const { return max_size_; }
   // Only page_cache::resize calls it, which orders it against the copies
-  // and the memory of the range (see there).
-  void set_size(uint64_t bytes) { size_.store(bytes, std::memory_order_release); }
+  // and the memory of the range (see there).  Virtual for decorators
+  // (store_decorator.h), which pass it on.
+  virtual void set_size(uint64_t bytes) { size_.store(bytes, std::memory_order_release); }
   bool lazy() const { return lazy_; }
   // Memory is taken and given back in whole chunks: in lazy mode as blocks
   // are written and discarded, in both modes when the size changes.
@@ -64,7 +65,7 @@ class block_store {
   // How long wait() lets copies run before it declares the device stalled
   // and the store failed.  A working GPU finishes a 1 MiB copy in well
   // under a millisecond; the default leaves room for a busy one.
-  void set_copy_timeout(std::chrono::milliseconds t) { copy_timeout_ = t; }
+  virtual void set_copy_timeout(std::chrono::milliseconds t) { copy_timeout_ = t; }
   std::chrono::milliseconds copy_timeout() const { return copy_timeout_; }
 
   // Every thread that copies owns one channel, made before the mount is

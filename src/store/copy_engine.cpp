@@ -1,6 +1,5 @@
 #include "store/copy_engine.h"
 
-#include "common/fault_injection.h"
 #include "common/log.h"
 
 #include <cerrno>
@@ -41,9 +40,10 @@ inline void cpu_relax() {
 }  // namespace
 
 std::unique_ptr<copy_engine> copy_engine::create(std::chrono::nanoseconds park_after,
-                                                 std::string *why) {
+                                                 std::string *why, engine_abi::launcher launch) {
   std::unique_ptr<copy_engine> e(new copy_engine);
   e->park_after_ = park_after;
+  e->launch_ = launch ? launch : launch_copy_engine;
   void *area = nullptr;
   cudaError_t err = cudaHostAlloc(&area, sizeof(engine_abi::shared_area),
                                   cudaHostAllocPortable | cudaHostAllocMapped);
@@ -108,10 +108,8 @@ bool copy_engine::relaunch() {
   uint64_t epoch = launched_epoch_.load(std::memory_order_relaxed);
   if (area_->parked_epoch != epoch) return true;  // another thread relaunched it
   unsigned slots = std::min(slots_taken_.load(std::memory_order_relaxed), engine_abi::max_slots);
-  cudaError_t err = fault_injection::engine_launch_fails()
-                        ? cudaErrorInvalidDeviceFunction
-                        : launch_copy_engine(area_, grid_, slots, epoch + 1,
-                                             uint64_t(park_after_.count()), stream_);
+  cudaError_t err =
+      launch_(area_, grid_, slots, epoch + 1, uint64_t(park_after_.count()), stream_);
   if (err != cudaSuccess) {
     cudaGetLastError();
     disabled_ = true;
@@ -124,7 +122,7 @@ bool copy_engine::relaunch() {
   return true;
 }
 
-int copy_engine::run(int slot, std::chrono::nanoseconds limit, bool stall_for_test) {
+int copy_engine::run(int slot, std::chrono::nanoseconds limit) {
   slot_state &s = slots_[slot];
   if (!s.pending) return 0;
   // No kernel that polls this slot: a failed launch, a parked kernel (it
@@ -142,7 +140,7 @@ int copy_engine::run(int slot, std::chrono::nanoseconds limit, bool stall_for_te
   r.seq_again = seq;
   // The batch is in host memory before the number that posts it.
   order_with_gpu();
-  if (!stall_for_test) r.seq = seq;
+  r.seq = seq;
   s.pending = 0;
   auto start = std::chrono::steady_clock::now();
   for (unsigned i = 1;; ++i) {

@@ -32,8 +32,10 @@ namespace vramfs {
 class copy_engine {
  public:
   // Sets up the shared memory and the stream on the current device; the
-  // kernel starts with the first wait().  nullptr with *why on failure.
-  static std::unique_ptr<copy_engine> create(std::chrono::nanoseconds park_after, std::string *why);
+  // kernel starts with the first wait(), through launch (nullptr: the real
+  // launch_copy_engine).  nullptr with *why on failure.
+  static std::unique_ptr<copy_engine> create(std::chrono::nanoseconds park_after, std::string *why,
+                                             engine_abi::launcher launch = nullptr);
   ~copy_engine();
   copy_engine(const copy_engine &) = delete;
   copy_engine &operator=(const copy_engine &) = delete;
@@ -61,7 +63,7 @@ class copy_engine {
   // launch failed, or it was parked: it is launched again for the next
   // batch, and this one, still pending, goes to DMA at once instead of
   // waiting for the launch).
-  int run(int slot, std::chrono::nanoseconds limit, bool stall_for_test = false);
+  int run(int slot, std::chrono::nanoseconds limit);
 
   // Whether the engine is out of use for good (a launch failed).
   bool disabled() const { return disabled_.load(std::memory_order_relaxed); }
@@ -88,6 +90,7 @@ class copy_engine {
   engine_abi::grid_state *grid_ = nullptr;   // device memory
   cudaStream_t stream_ = nullptr;
   std::chrono::nanoseconds park_after_{};
+  engine_abi::launcher launch_ = nullptr;
   slot_state slots_[engine_abi::max_slots];
   std::atomic<unsigned> slots_taken_{0};
   std::atomic<uint64_t> launched_epoch_{0};

@@ -16,6 +16,7 @@
 // kernel launched after another parked serves what its predecessor left.
 #pragma once
 
+#include <cuda_runtime_api.h>
 #include <stdint.h>
 
 namespace vramfs::engine_abi {
@@ -67,5 +68,11 @@ struct grid_state {
   unsigned parking;
   unsigned exited_blocks;
 };
+
+// How the host starts the kernel (copy_kernel.cu's launch_copy_engine),
+// after clearing grid on stream.  The engine is handed it, so that a test
+// can hand it one that fails, as on a GPU the kernel cannot run on.
+using launcher = cudaError_t (*)(shared_area *area, grid_state *grid, unsigned slots,
+                                 uint64_t epoch, uint64_t park_ns, cudaStream_t stream);
 
 }  // namespace vramfs::engine_abi

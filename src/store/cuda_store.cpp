@@ -2,7 +2,6 @@
 
 #include "config.h"
 
-#include "common/fault_injection.h"
 #include "common/log.h"
 #include "common/options.h"
 #include "store/copy_engine_policy.h"
@@ -203,7 +202,8 @@ class cuda_store final : public block_store {
   // with keeping (-o failover), in chunks the keeper holds.
   std::optional<std::string> allocate(const store_keeping *keeping);
   // The copy engine, where opts and the GPU allow it; logs why not.
-  void start_engine_if_usable(const options &opts);
+  // launch: how its kernel starts (nullptr: the real launch).
+  void start_engine_if_usable(const options &opts, engine_abi::launcher launch);
   std::string copy_path() const override { return copy_path_; }
   copy_counts copies() const override {
     copy_counts c = channels_.sum();
@@ -240,9 +240,8 @@ class cuda_store final : public block_store {
   std::optional<std::string> allocate_kept(const store_keeping &keeping);
   int bind_thread();
   // 0, or the errno for a failed CUDA call: logged, and a sticky error
-  // puts the store into the failed state.  Allocates nothing.  An injected
-  // error takes the same path but leaves the driver usable for cleanup.
-  int check(cudaError_t err, const char *what, bool injected = false);
+  // puts the store into the failed state.  Allocates nothing.
+  int check(cudaError_t err, const char *what);
   // Copies still queued after copy_timeout(): the GPU is stalled.
   int fail_stalled(std::chrono::nanoseconds waited);
   int check_copy(uint64_t offset, size_t len);
@@ -250,9 +249,9 @@ class cuda_store final : public block_store {
            const char *what);
   // Hands the channel's engine batch to the kernel and waits for it; a
   // batch the engine cannot take is queued for DMA instead.
-  int run_engine_batch(cuda_channel &ch, bool stalled);
+  int run_engine_batch(cuda_channel &ch);
   // Waits for the copies queued on the channel's stream.
-  int wait_dma(cuda_channel &ch, bool stalled);
+  int wait_dma(cuda_channel &ch);
 
   const int device_;
   const std::string description_;
@@ -260,8 +259,8 @@ class cuda_store final : public block_store {
   // chunk below size() in reserved mode, those that hold data in lazy mode.
   std::unique_ptr<cuda_vmm> vmm_;
   std::atomic<bool> failed_{false};
-  // A real sticky error or a stall, not an injected error: the driver is
-  // left alone from then on, since its calls would fail or hang.
+  // A sticky error or a stall: the driver is left alone from then on,
+  // since its calls would fail or hang.
   std::atomic<bool> device_lost_{false};
   // A sticky error: the context is gone, and with it every queued copy
   // and the copy engine's kernel; nothing more will land anywhere.
@@ -275,7 +274,7 @@ class cuda_store final : public block_store {
 #endif
 };
 
-void cuda_store::start_engine_if_usable(const options &opts) {
+void cuda_store::start_engine_if_usable(const options &opts, engine_abi::launcher launch) {
 #ifdef HAVE_COPY_ENGINE
   if (!opts.copy_engine) {
     log_info("GPU %s: copy_engine=off; copies use the DMA engines", description_.c_str());
@@ -291,20 +290,19 @@ void cuda_store::start_engine_if_usable(const options &opts) {
   if (cudaDeviceGetAttribute(&value, cudaDevAttrComputeCapabilityMajor, device_) == cudaSuccess)
     facts.compute_major = value;
   cudaGetLastError();
-  if (fault_injection::gpu_has_kernel_timeout()) facts.kernel_exec_timeout = true;
   if (auto why = copy_engine_unusable(facts)) {
     log_info("GPU %s: %s", description_.c_str(), why->c_str());
     return;
   }
   std::string why;
-  engine_ = copy_engine::create(engine_park_after, &why);
+  engine_ = copy_engine::create(engine_park_after, &why, launch);
   if (!engine_) {
     log_warn("GPU %s: %s; copies use the DMA engines", description_.c_str(), why.c_str());
     return;
   }
   copy_path_ = "engine";
 #else
-  (void)opts;
+  (void)opts, (void)launch;
   log_debug("this vramfs was built without the GPU copy engine (no nvcc): copies use DMA");
 #endif
 }
@@ -319,17 +317,16 @@ int cuda_store::bind_thread() {
   return 0;
 }
 
-int cuda_store::check(cudaError_t err, const char *what, bool injected) {
+int cuda_store::check(cudaError_t err, const char *what) {
   if (err == cudaSuccess) return 0;
   if (is_sticky(err)) {
-    if (!injected) device_lost_ = context_dead_ = true;
+    device_lost_ = context_dead_ = true;
     if (!failed_.exchange(true))
       log_err("GPU %s lost during %s: %s; every request now fails with EIO",
               description_.c_str(), what, cudaGetErrorString(err));
     return -EIO;
   }
-  log_err_limited("%s on GPU %s failed: %s%s", what, description_.c_str(), cudaGetErrorString(err),
-                  injected ? " (injected)" : "");
+  log_err_limited("%s on GPU %s failed: %s", what, description_.c_str(), cudaGetErrorString(err));
   return errno_of(err);
 }
 
@@ -450,14 +447,7 @@ int cuda_store::copy(store_channel &ch, char *to, const char *from, size_t len,
       cuda_channel::count(c.dma_copies);
     }
   }
-  // Injected faults replace the result of a copy that was really queued:
-  // the same checks, and the caller's wait for the queued copy, run.
-  bool injected = false;
-  if (err == cudaSuccess && fault_injection::copy_is_sticky_failure())
-    err = cudaErrorIllegalAddress, injected = true;
-  else if (err == cudaSuccess && fault_injection::copy_fails())
-    err = cudaErrorInvalidValue, injected = true;
-  return check(err, what, injected);
+  return check(err, what);
 }
 
 char *device_address(const cuda_vmm *vmm, uint64_t offset) {
@@ -503,27 +493,25 @@ int cuda_store::wait(store_channel &ch) {
   // Wait for this channel's own copies even when another thread failed
   // the store: they may still be writing into buffers that this thread
   // reuses once the wait returns.  Only a dead context has none left.
-  bool stalled = fault_injection::wait_stalls();
   int err = 0;
 #ifdef HAVE_COPY_ENGINE
-  if (c.engine_slot >= 0 && engine_->pending(c.engine_slot)) err = run_engine_batch(c, stalled);
+  if (c.engine_slot >= 0 && engine_->pending(c.engine_slot)) err = run_engine_batch(c);
   if (err == -ETIMEDOUT) return fail_stalled(copy_timeout());
-  if (stalled && !err) stalled = false;  // the engine's wait took the injected stall
 #endif
-  if (!err && c.dma_queued) err = wait_dma(c, stalled);
+  if (!err && c.dma_queued) err = wait_dma(c);
   if (!err && failed_.load(std::memory_order_relaxed)) err = -EIO;
   return err;
 }
 
 #ifdef HAVE_COPY_ENGINE
-int cuda_store::run_engine_batch(cuda_channel &c, bool stalled) {
+int cuda_store::run_engine_batch(cuda_channel &c) {
   int slot = c.engine_slot;
   if (context_dead_) {
     engine_->clear(slot);  // the kernel died with the context
     return -EIO;
   }
   unsigned batch = engine_->pending(slot);
-  int err = engine_->run(slot, copy_timeout(), stalled);
+  int err = engine_->run(slot, copy_timeout());
   if (!err) cuda_channel::count(c.engine_copies, batch);
   if (err != -ENODEV) return err;
   // The engine cannot take it (a failed launch, a parked kernel, or a slot
@@ -543,14 +531,14 @@ int cuda_store::run_engine_batch(cuda_channel &c, bool stalled) {
 }
 #endif
 
-int cuda_store::wait_dma(cuda_channel &c, bool stalled) {
+int cuda_store::wait_dma(cuda_channel &c) {
   // Polled rather than cudaStreamSynchronize: it has no deadline, and a
   // stalled GPU would hang swap for ever under a set's lock.  A 4K copy
   // takes microseconds, so the first ones are waited for by spinning; then
   // the wait backs off, to spare a CPU during a long one.
   auto start = std::chrono::steady_clock::now();
   for (;;) {
-    cudaError_t err = stalled ? cudaErrorNotReady : cudaStreamQuery(c.stream);
+    cudaError_t err = cudaStreamQuery(c.stream);
     if (err != cudaErrorNotReady) {
       c.dma_queued = false;
       return check(err, "waiting for copies");
@@ -702,7 +690,8 @@ std::string gpu_uuid_text(const unsigned char b[16]) {
 }
 
 std::unique_ptr<block_store> create_cuda_store(const options &opts, std::string *error,
-                                              const store_keeping *keeping) {
+                                              const store_keeping *keeping,
+                                              engine_abi::launcher launch) {
   // device=N counts GPUs as nvidia-smi does (by PCI bus), not fastest
   // first, the runtime's default.  Set before CUDA starts, before any
   // worker thread exists; a user's own setting is kept.
@@ -786,7 +775,7 @@ std::unique_ptr<block_store> create_cuda_store(const options &opts, std::string 
     *error = *e;
     return nullptr;
   }
-  store->start_engine_if_usable(opts);
+  store->start_engine_if_usable(opts, launch);
   // One context at a time on this GPU: a second server (a standby) could
   // not start beside this one.
   int mode = cudaComputeModeDefault;

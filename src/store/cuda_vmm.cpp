@@ -1,6 +1,5 @@
 #include "store/cuda_vmm.h"
 
-#include "common/fault_injection.h"
 #include "common/options.h"
 #include "common/round_up.h"
 
@@ -128,7 +127,6 @@ CUresult cuda_vmm::unmap(uint64_t offset, uint64_t len) {
 CUresult cuda_vmm::map_chunk(uint64_t index) {
   CUmemAllocationProp prop = chunk_properties(device_, share_.enabled());
   CUmemGenericAllocationHandle handle = 0;
-  if (fault_injection::alloc_fails()) return CUDA_ERROR_OUT_OF_MEMORY;
   CUresult res = driver_.mem_create(&handle, chunk_bytes(index), &prop, 0);
   if (res != CUDA_SUCCESS) return res;
   if (share_.enabled()) {

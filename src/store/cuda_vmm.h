@@ -70,9 +70,7 @@ class cuda_vmm {
   // Whether every chunk of [offset, offset + len) is mapped.
   bool is_mapped(uint64_t offset, uint64_t len) const;
 
-  // Maps every chunk of the range that is not mapped yet.  An injected
-  // allocation failure (fault_injection::alloc_fails) answers
-  // CUDA_ERROR_OUT_OF_MEMORY like a real one.
+  // Maps every chunk of the range that is not mapped yet.
   CUresult map(uint64_t offset, uint64_t len);
   // Unmaps and frees every mapped chunk of the range; on a failure goes on
   // with the rest and returns the first.

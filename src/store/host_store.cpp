@@ -1,6 +1,5 @@
 #include "store/host_store.h"
 
-#include "common/fault_injection.h"
 #include "common/log.h"
 #include "common/round_up.h"
 
@@ -11,7 +10,6 @@
 #include <cstdio>
 #include <cstring>
 #include <new>
-#include <thread>
 
 // Linux 5.14; older kernels answer EINVAL, and mlockall has populated.
 #ifndef MADV_POPULATE_WRITE
@@ -85,7 +83,6 @@ uint64_t host_store::bytes_of(uint64_t index) const {
 
 int host_store::map_chunk(uint64_t index) {
   uint64_t bytes = bytes_of(index);
-  if (fault_injection::alloc_fails()) return -ENOSPC;
   void *p = MAP_FAILED;
   if (!keep_) {
     p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -153,14 +150,7 @@ std::byte *host_store::address(uint64_t offset) const {
 }
 
 int host_store::check_copy(uint64_t offset, size_t len) {
-  if (failed_.load(std::memory_order_relaxed)) return -EIO;
   if (offset + len > size() || len == 0) return -EINVAL;
-  if (fault_injection::copy_is_sticky_failure()) {
-    failed_ = true;
-    log_err("host store: injected device loss; every copy fails from now on");
-    return -EIO;
-  }
-  if (fault_injection::copy_fails()) return -EIO;
   return 0;
 }
 
@@ -197,18 +187,7 @@ int host_store::submit_write(store_channel &, uint64_t offset, const void *src, 
 }
 
 int host_store::wait(store_channel &) {
-  if (failed_.load(std::memory_order_relaxed)) return -EIO;
-  if (fault_injection::wait_stalls()) {
-    // Copies here are done by the time they are submitted: a stall can
-    // only be injected, and it behaves as the cuda store's would.
-    std::this_thread::sleep_for(copy_timeout());
-    failed_ = true;
-    log_err("host store: copies did not finish within %lld s (injected stall); every request "
-            "now fails with EIO",
-            (long long)std::chrono::duration_cast<std::chrono::seconds>(copy_timeout()).count());
-    return -EIO;
-  }
-  return 0;
+  return 0;  // copies here are done by the time they are submitted
 }
 
 int host_store::ensure_backed(uint64_t offset, uint64_t len) {

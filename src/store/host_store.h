@@ -38,7 +38,7 @@ class host_store final : public block_store {
   std::string device() const override { return "ram"; }
   uint64_t chunk_size() const override { return chunk_; }
   uint64_t held_bytes() const override { return held_.load(std::memory_order_relaxed); }
-  bool failed() const override { return failed_.load(std::memory_order_relaxed); }
+  bool failed() const override { return false; }  // RAM is not lost as a GPU is
   std::string copy_path() const override { return "memcpy"; }
 
   std::unique_ptr<store_channel> open_channel() override;
@@ -78,7 +78,6 @@ class host_store final : public block_store {
   std::vector<std::byte *> chunks_;  // one mapping per chunk, nullptr: not backed
   std::mutex chunks_mutex_;
   std::atomic<uint64_t> held_{0};
-  std::atomic<bool> failed_{false};
   // -o failover: chunk memfds go to the keeper (keep), and it is told of
   // those given back (drop).
   std::function<int(uint64_t, int, uint64_t)> keep_;
