@@ -85,6 +85,10 @@ elastic_text() {
 
 # --- JSON ---
 
+# The writers print to standard output and are never called in a $(...):
+# a command substitution forks, and a status of a few stripes made hundreds
+# of them (a second or more of status --json and metrics).
+
 # json_str TEXT: TEXT as a JSON string.
 json_str() {
   local s=$1 out='' c i code
@@ -129,33 +133,53 @@ json_list() {
   printf ']'
 }
 
+# json_bool 1|0|OTHER: true, false or null.
+json_bool() {
+  case $1 in 1) printf true ;; 0) printf false ;; *) printf null ;; esac
+}
+
+# member KEY WRITER ARGS...: ', "KEY": ' and the value WRITER ARGS prints.
+member() {
+  printf ', "%s": ' "$1"
+  "${@:2}"
+}
+
 # status_json [ERROR]: every record as one JSON object; ERROR (a sentence)
 # says what kept status from seeing everything.
 status_json() {
-  local r sep='' key value ssep rate
-  printf '{"version": 1, "vramswap": %s, "active": %s, "error": %s, "swaps": [' \
-    "$(json_str "$VERSION")" "$ACTIVE" "$(json_value "${1:-}")"
+  local r sep='' key value ssep
+  printf '{"version": 1, "vramswap": '
+  json_str "$VERSION"
+  printf ', "active": %s' "$ACTIVE"
+  member error json_value "${1:-}"
+  printf ', "swaps": ['
   for r in "${!R_GPU[@]}"; do
-    rate=$(hit_rate "$r")
-    printf '%s\n  {"gpu": %s, "backend": %s, "mountpoint": %s, "loops": %s, "dio": %s,' "$sep" \
-      "${R_GPU[$r]}" "$(json_value "${R_BACKEND[$r]}")" "$(json_str "${R_MNT[$r]}")" \
-      "$(json_list "${R_LOOPS[$r]}")" "$(json_list "${R_DIOS[$r]}")"
-    printf ' "size_bytes": %s, "used_bytes": %s, "priority": %s, "held_bytes": %s,' \
-      "$(json_value "${R_SIZE[$r]}")" "$(json_value "${R_USED[$r]}")" \
-      "$(json_list "${R_PRIOS[$r]}")" "$(json_value "${R_HELD[$r]}")"
-    printf ' "hit_rate_percent": %s, "errors": %s, "failover": %s, "restarts": %s,' \
-      "$(json_value "$rate")" "$(json_value "${R_ERRORS[$r]}")" \
-      "$(case ${R_FAILOVER[$r]} in 1) echo true ;; 0) echo false ;; *) echo null ;; esac)" \
-      "$(json_value "${R_RESTARTS[$r]}")"
-    printf ' "state": %s, "advice": %s,' "$(json_str "${R_STATE[$r]}")" \
-      "$(json_value "${R_ADVICE[$r]}")"
-    printf ' "max_size_bytes": %s, "last_resize": %s, "elastic": %s, "stats": {' \
-      "$(json_value "${R_MAX[$r]}")" "$(resize_json "${R_RESIZE[$r]}")" \
-      "$(elastic_json "${R_ELASTIC[$r]}")"
+    printf '%s\n  {"gpu": %s' "$sep" "${R_GPU[$r]}"
+    member backend json_value "${R_BACKEND[$r]}"
+    member mountpoint json_str "${R_MNT[$r]}"
+    member loops json_list "${R_LOOPS[$r]}"
+    member dio json_list "${R_DIOS[$r]}"
+    member size_bytes json_value "${R_SIZE[$r]}"
+    member used_bytes json_value "${R_USED[$r]}"
+    member priority json_list "${R_PRIOS[$r]}"
+    member held_bytes json_value "${R_HELD[$r]}"
+    member hit_rate_percent json_value "$(hit_rate "$r")"
+    member errors json_value "${R_ERRORS[$r]}"
+    member failover json_bool "${R_FAILOVER[$r]}"
+    member restarts json_value "${R_RESTARTS[$r]}"
+    member state json_str "${R_STATE[$r]}"
+    member advice json_value "${R_ADVICE[$r]}"
+    member max_size_bytes json_value "${R_MAX[$r]}"
+    member last_resize resize_json "${R_RESIZE[$r]}"
+    member elastic elastic_json "${R_ELASTIC[$r]}"
+    printf ', "stats": {'
     ssep=''
     while read -r key value; do
       [ -n "$key" ] || continue
-      printf '%s%s: %s' "$ssep" "$(json_str "$key")" "$(json_value "$value")"
+      printf '%s' "$ssep"
+      json_str "$key"
+      printf ': '
+      json_value "$value"
       ssep=', '
     done <<<"${R_STATS[$r]}"
     printf '}}'
@@ -170,8 +194,12 @@ resize_json() {
   local time from to reason
   [ -n "$1" ] || { printf null; return 0; }
   read -r time from to reason <<<"$1"
-  printf '{"time": %s, "from_bytes": %s, "to_bytes": %s, "reason": %s}' "$(json_value "$time")" \
-    "$(json_value "$from")" "$(json_value "$to")" "$(json_str "$reason")"
+  printf '{"time": '
+  json_value "$time"
+  member from_bytes json_value "$from"
+  member to_bytes json_value "$to"
+  member reason json_str "$reason"
+  printf '}'
 }
 
 # elastic_json "HEADROOM FREE TOTAL TIME NOTE": the watcher as an object,
@@ -180,54 +208,67 @@ elastic_json() {
   local headroom free total time note
   [ -n "$1" ] || { printf null; return 0; }
   read -r headroom free total time note <<<"$1"
-  printf '{"headroom_bytes": %s, "free_bytes": %s, "total_bytes": %s, "time": %s, "note": %s}' \
-    "$(json_value "$headroom")" "$(json_value "$free")" "$(json_value "$total")" \
-    "$(json_value "$time")" "$(json_str "$note")"
+  printf '{"headroom_bytes": '
+  json_value "$headroom"
+  member free_bytes json_value "$free"
+  member total_bytes json_value "$total"
+  member time json_value "$time"
+  member note json_str "$note"
+  printf '}'
 }
 
 # --- the Prometheus text format (node_exporter's textfile collector) ---
 
-# prom_label TEXT: TEXT escaped for a label value.
+# prom_label VAR TEXT: TEXT escaped for a label value, into VAR.
 prom_label() {
-  local s=${1//\\/\\\\}
+  local s=${2//\\/\\\\}
   s=${s//\"/\\\"}
-  printf '%s' "${s//$'\n'/\\n}"
+  printf -v "$1" '%s' "${s//$'\n'/\\n}"
 }
 
 # metric NAME TYPE HELP FIELD: one family, a sample for each record whose
-# FIELD (an R_ array, or a .stats key as stats:KEY) is known.
+# FIELD (an R_ array, a .stats key as stats:KEY, or the Nth word of the last
+# resize or of the watcher's reading as resize:N, elastic:N) is known.
+# metrics_text fills LABELS and STAT first.
 metric() {
-  local name=$1 type=$2 help=$3 field=$4 r value ref
+  local name=$1 type=$2 help=$3 field=$4 r value ref words
   printf '# HELP %s %s\n# TYPE %s %s\n' "$name" "$help" "$name" "$type"
   for r in "${!R_GPU[@]}"; do
     case $field in
-      stats:*) value=$(awk -v k="${field#stats:}" '$1 == k { print $2 }' <<<"${R_STATS[$r]}") ;;
+      stats:*) value=${STAT[$r ${field#stats:}]:-} ;;
       standby_ready)
-        value=$(awk '$1 == "standby" { print ($2 == "ready") }' <<<"${R_STATS[$r]}")
-        ;;
-      hit_ratio)
         value=
-        if [ -n "$(hit_rate "$r")" ]; then
-          value=$(awk -v h="${R_HITS[$r]}" -v m="${R_MISSES[$r]}" 'BEGIN { printf "%.4f", h / (h + m) }')
-        fi
+        [ -z "${STAT[$r standby]:-}" ] || { [ "${STAT[$r standby]}" = ready ] && value=1 || value=0; }
         ;;
-      resize:*) value=$(awk -v i="${field#resize:}" '{ print $i }' <<<"${R_RESIZE[$r]}") ;;
-      elastic:*) value=$(awk -v i="${field#elastic:}" '{ print $i }' <<<"${R_ELASTIC[$r]}") ;;
+      hit_ratio) value=$(hit_ratio "$r") ;;
+      resize:*) read -r -a words <<<"${R_RESIZE[$r]}"; value=${words[${field#resize:} - 1]:-} ;;
+      elastic:*) read -r -a words <<<"${R_ELASTIC[$r]}"; value=${words[${field#elastic:} - 1]:-} ;;
       *) ref="${field}[$r]"; value=${!ref} ;;
     esac
     [[ $value =~ ^[0-9]+(\.[0-9]+)?$ ]] || continue
-    printf '%s{%s} %s\n' "$name" "$(labels "$r")" "$value"
+    printf '%s{%s} %s\n' "$name" "${LABELS[$r]}" "$value"
   done
 }
 
-labels() { # R
-  printf 'gpu="%s",backend="%s",mountpoint="%s"' "${R_GPU[$1]}" \
-    "$(prom_label "${R_BACKEND[$1]:-unknown}")" "$(prom_label "${R_MNT[$1]}")"
+# hit_ratio R: hits over hits and misses, to 4 places, or nothing.
+hit_ratio() {
+  [ -z "$(hit_rate "$1")" ] ||
+    awk -v h="${R_HITS[$1]}" -v m="${R_MISSES[$1]}" 'BEGIN { printf "%.4f", h / (h + m) }'
 }
 
 # metrics_text UP: every family; UP is 1 when every instance could be read.
 metrics_text() {
-  local r state
+  local r state key value backend mnt
+  # Each record's labels, and its .stats as STAT["R KEY"], once.
+  declare -gA LABELS=() STAT=()
+  for r in "${!R_GPU[@]}"; do
+    prom_label backend "${R_BACKEND[$r]:-unknown}"
+    prom_label mnt "${R_MNT[$r]}"
+    LABELS[$r]="gpu=\"${R_GPU[$r]}\",backend=\"$backend\",mountpoint=\"$mnt\""
+    while read -r key value; do
+      [ -z "$key" ] || [ -n "${STAT[$r $key]+set}" ] || STAT[$r $key]=$value
+    done <<<"${R_STATS[$r]}"
+  done
   printf '# HELP vramswap_up Whether vramswap could read every VRAM swap (0: see its error, such as not being root).\n'
   printf '# TYPE vramswap_up gauge\nvramswap_up %s\n' "$1"
   printf '# HELP vramswap_active Number of VRAM swaps that take pages.\n'
@@ -257,8 +298,9 @@ metrics_text() {
   printf '# TYPE vramswap_state gauge\n'
   for r in "${!R_GPU[@]}"; do
     for state in $STATES; do
-      printf 'vramswap_state{%s,state="%s"} %s\n' "$(labels "$r")" "$state" \
-        "$([ "$state" = "${R_STATE[$r]}" ] && echo 1 || echo 0)"
+      value=0
+      [ "$state" != "${R_STATE[$r]}" ] || value=1
+      printf 'vramswap_state{%s,state="%s"} %s\n' "${LABELS[$r]}" "$state" "$value"
     done
   done
 }
