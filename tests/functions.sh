@@ -305,6 +305,20 @@ kept_chunks() {
   echo "$n"
 }
 
+# live_chunks MOUNTPOINT: how many chunks of RAM (backend=host) the
+# processes of a failover mount keep alive between them: the distinct
+# memfds named vramfs-chunk that any of them (keeper, server, standby) has
+# open or mapped.  Memory given back is freed only once none does.
+live_chunks() {
+  local pid fd
+  for pid in $(pgrep -f -- "$1"); do
+    for fd in /proc/"$pid"/fd/*; do
+      [[ $(readlink "$fd" 2>/dev/null) != *memfd:vramfs-chunk* ]] || stat -L -c %i "$fd" 2>/dev/null
+    done
+    awk '/memfd:vramfs-chunk/ { print $5 }' /proc/"$pid"/maps 2>/dev/null
+  done | sort -u | wc -l
+}
+
 # release_hog: ends the vram-hog a GPU test started (pid in hog, holding
 # its memory until fd 7, its stdin's other end, closes) and waits for it.
 release_hog() {

@@ -161,6 +161,11 @@ void keeper::keep_chunk(uint64_t index, int fd, uint64_t bytes) {
       log_err("cannot map memory chunk %llu of %s: %s; it stays in RAM only while a server "
               "maps it",
               (unsigned long long)index, opts_.mountpoint.c_str(), strerror(errno));
+    } else if (madvise(c.mapping, c.bytes, MADV_DONTFORK) != 0) {
+      // A server forked from here would inherit the mapping and, never
+      // knowing of it, keep the chunk's memory after it was given back.
+      log_warn("cannot keep memory chunk %llu of %s out of the servers started from here: %s",
+               (unsigned long long)index, opts_.mountpoint.c_str(), strerror(errno));
     }
   }
   chunks_[index] = c;

@@ -187,6 +187,12 @@ bool server::open_store() {
   };
   keeping.chunks = keeper_->chunks;
   store_ = create_store(opts_, &error, &keeping);
+  // The chunks' descriptors came with the fork from the keeper, and each
+  // one keeps its chunk's memory: once the store has mapped them they must
+  // go, or a chunk the serving server gives back would stay allocated for
+  // as long as this server (a standby's whole life) runs.
+  for (auto &[index, fd] : keeper_->chunks) close(fd);
+  keeper_->chunks.clear();
   return store_ ? with_test_faults() : fail(error);
 }
 
