@@ -68,9 +68,14 @@ info "df -i shows no inode counts, not a full filesystem"
 [ "$(stat -c %s "$mnt/swapfile")" = 134217728 ] || fail "the size changed"
 
 info "umount makes the daemon exit"
+# Within 5 s.  A sanitizer build (memory_locked 0) ends slowly (its leak
+# check runs at exit), and beside the other tests it once took more than
+# 5 s: 60 s there.
+tenths=50
+[ "$(stat_value "$mnt" memory_locked)" = 1 ] || tenths=600
 umount "$mnt"
-for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$pid" 2>/dev/null; then fail "the daemon still runs after umount"; fi
+for ((i = 0; i < tenths; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$pid" 2>/dev/null; then fail "the daemon still runs $((tenths / 10)) s after umount"; fi
 
 info "mount.fuse3, as mount -t fuse.vramfs and /etc/fstab run it"
 # mount(8) runs mount.fuse3 with a clean PATH, which finds an installed
