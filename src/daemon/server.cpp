@@ -20,10 +20,12 @@
 
 #include "config.h"
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -138,13 +140,22 @@ class server {
   std::unique_ptr<fuse::mount> mount_;
   int fuse_fd_ = -1;
   std::thread keeper_watch_;
+  std::atomic<bool> closing_{false};  // the watcher's end of file is ours
   std::mutex go_mutex_;
   std::condition_variable go_cv_;
   enum class go_state { waiting, go, keeper_gone } go_ = go_state::waiting;
 };
 
 server::~server() {
-  if (keeper_watch_.joinable()) keeper_watch_.detach();
+  if (keeper_watch_.joinable()) {
+    // The watcher reads through this object: it must end before the members
+    // it uses do, on every way out of run() (a standby whose keeper went
+    // away before it was ready returns while the watcher still reports it).
+    // Shutting our reading side wakes its recvmsg with an end of file.
+    closing_.store(true);
+    shutdown(keeper_->control, SHUT_RD);
+    keeper_watch_.join();
+  }
   if (transport_) transport_->join();
   if (cache_) cache_->stop_writeback();
   cache_.reset();
@@ -330,7 +341,7 @@ void server::listen_to_the_keeper() {
       auto m = failover::receive_message(control, false);
       if (!m) {
         if (errno == EINTR || errno == EPROTO) continue;
-        break;  // end of file: the keeper is gone
+        break;  // end of file: the keeper is gone, or this server is closing
       }
       switch (m->kind) {
         case message_kind::vram_chunk:
@@ -349,6 +360,7 @@ void server::listen_to_the_keeper() {
       }
       if (m->fd >= 0) close(m->fd);
     }
+    if (closing_.load()) return;
     {
       std::lock_guard lock(go_mutex_);
       if (go_ == go_state::waiting) {
