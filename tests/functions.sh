@@ -16,12 +16,14 @@ set -eu
 # that (it may mount vramfs) says so before it sources this file, with
 # VRAMFS_TEST_PARALLEL=1, and runs beside the others without the lock;
 # attach_loop, enable_swap and make_memory_cgroup fail in such a test.
-# Over FUSE's io_uring transport a test shares enable_uring: it always
-# takes the lock.  flock -o keeps the lock in flock itself, so no daemon a
-# test starts inherits it.
+# Over FUSE's io_uring transport, tests share the fuse module's
+# enable_uring, but only ever turn it on (test-bad-input-uring's N is a
+# bind in a mount namespace of its own): that runs beside others too.
+# flock -o keeps the lock in flock itself, so no daemon a test starts
+# inherits it.
 if [ -n "${VRAMFS_TEST_LOCKED:-}" ]; then
   :  # a test's own bash -c '. functions.sh', or after the exec below
-elif [ "${VRAMFS_TEST_PARALLEL:-0}" = 1 ] && [ -z "${VRAMFS_TEST_TRANSPORT:-}" ]; then
+elif [ "${VRAMFS_TEST_PARALLEL:-0}" = 1 ]; then
   export VRAMFS_TEST_LOCKED=no
 elif command -v flock >/dev/null && [ -d /run/lock ] && [ -w /run/lock ]; then
   export VRAMFS_TEST_LOCKED=1 VRAMFS_TEST_LOCK_ASKED=$EPOCHSECONDS
@@ -47,7 +49,11 @@ export VRAMSWAP_LIB
 . "$VRAMSWAP_LIB"
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
-info() { echo "--- $*"; }
+# Each step says when it began (seconds into the test), so that a slow run
+# shows which step took the time.  Not $SECONDS, which some tests reset to
+# time one step.
+_test_started=$EPOCHSECONDS
+info() { echo "--- [$((EPOCHSECONDS - _test_started)) s] $*"; }
 # skip REASON: this test cannot run here (exit 77).  Where the tests must
 # run (VRAMFS_TESTS_MUST_RUN=1: CI on a machine without a GPU, which has
 # root, /dev/fuse, loop devices and a memory cgroup), such a skip is a
@@ -139,7 +145,7 @@ cleanup() {
   } | teardown || { echo "FAIL: teardown incomplete (see above)" >&2; [ "$status" != 0 ] || status=1; }
   while read -r dir; do [ -n "$dir" ] && rm -rf "$dir"; done < <(registered dir)
   rm -f "$_registry"
-  echo "--- ran for $SECONDS s, teardown included"
+  echo "--- ran for $((EPOCHSECONDS - _test_started)) s, teardown included"
   exit "$status"
 }
 trap cleanup EXIT

@@ -4,11 +4,13 @@
 # read-only file bound over the parameter stands for it), and for rings
 # that would lock more memory than a machine can spare.  The bind over the
 # module's parameter is made in a mount namespace of the test's own, so
-# that no other process sees it or can undo it; the test still takes the
-# lock, since vramfs turns the real parameter on where it can.
+# that no other process sees it or can undo it.  vramfs turns the real
+# parameter on where it can, as every uring test does: it runs beside
+# other tests.
 if [ -z "${VRAMFS_TEST_OWN_MOUNTS:-}" ] && command -v unshare >/dev/null; then
   VRAMFS_TEST_OWN_MOUNTS=1 exec unshare --mount --propagation private bash "$0" "$@"
 fi
+VRAMFS_TEST_PARALLEL=1
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 requires_root

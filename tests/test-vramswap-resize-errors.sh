@@ -61,7 +61,10 @@ unchanged "the same size"
 info "a resize while a stop runs: refused at once"
 mkdir -p "$BASE/slow"
 real_swapoff=$(PATH=/usr/sbin:/sbin:$PATH command -v swapoff)
-printf '#!/bin/bash\nsleep 5\nexec %s "$@"\n' "$real_swapoff" >"$BASE/slow/swapoff"
+# Each swapoff waits until the resize has been refused (at most 10 s), so
+# that the stop is still running when the resize asks.
+printf '#!/bin/bash\nfor _ in {1..100}; do [ -e %q ] && break; sleep 0.1; done\nexec %q "$@"\n' \
+  "$BASE/resize-asked" "$real_swapoff" >"$BASE/slow/swapoff"
 chmod +x "$BASE/slow/swapoff"
 PATH=$BASE/slow:$PATH "$VRAMSWAP" stop --dir "$DIR" >"$BASE/stop.out" 2>&1 &
 stopper=$!
@@ -70,6 +73,7 @@ wait_for 10 stopping || fail "the stop did not begin"
 SECONDS=0
 refused 1 "a vramswap stop (pid $stopper) is running; resize refused, nothing changed" resize --size 64M --dir "$DIR"
 [ "$SECONDS" -le 3 ] || fail "resize waited $SECONDS s for the stop"
+touch "$BASE/resize-asked"
 wait "$stopper" || { cat "$BASE/stop.out"; fail "the stop failed"; }
 nothing_left "after the stop"
 

@@ -24,6 +24,7 @@ STOPPED=$(stat_value "$DIR/gpu0" pid)
 # What blkid would read must not come from the page cache.
 echo 3 >/proc/sys/vm/drop_caches
 kill -STOP "$STOPPED"
+probes_of_a_stopped_daemon
 
 info "doctor"
 within 30 doctor
@@ -39,6 +40,7 @@ for l in $stripes; do swap_active "$l" || fail "sleep took $l off although its s
 
 kill -CONT "$STOPPED"
 STOPPED=
+probes_of_a_running_daemon
 vs stop
 expect_rc 0 "stop once the server answers again"
 echo PASS

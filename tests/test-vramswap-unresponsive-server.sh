@@ -19,6 +19,7 @@ KEEPER=$(stat_value "$DIR/gpu0" keeper_pid)
 SERVER=$(stat_value "$DIR/gpu0" pid)
 [ "$KEEPER" != "$SERVER" ] || fail "no failover: keeper and server are one process"
 kill -STOP "$SERVER"
+probes_of_a_stopped_daemon
 
 info "stop names the server"
 vs stop --dir "$DIR"
@@ -34,6 +35,7 @@ grep -q "^gpu0: the vramfs server $SERVER does not answer" <<<"$OUT" ||
 
 kill -CONT "$SERVER"
 SERVER=
+probes_of_a_running_daemon
 vs stop --dir "$DIR"
 expect_rc 0 "stop once the server runs again"
 echo PASS

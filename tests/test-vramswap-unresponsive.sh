@@ -21,6 +21,7 @@ expect_rc 0 "start for the unresponsive test"
 LOOP=$(loop_of 0)
 STOPPED_DAEMON=$(daemon_pid "$DIR/gpu0")
 kill -STOP "$STOPPED_DAEMON"
+probes_of_a_stopped_daemon
 expect_broken 0 unresponsive "gpu0: the vramfs server $STOPPED_DAEMON does not answer" "$LOOP"
 vs stop --dir "$DIR"
 expect_rc 1 "stop with an unresponsive daemon"
@@ -46,6 +47,7 @@ grep -q "gpu0: the vramfs server $STOPPED_DAEMON does not answer .*nothing is sw
 is_mounted "$DIR/gpu0" || fail "stop unmounted a daemon that does not answer"
 kill -CONT "$STOPPED_DAEMON"
 STOPPED_DAEMON=
+probes_of_a_running_daemon
 vs stop --dir "$DIR"
 expect_rc 0 "stop once the daemon answers again"
 assert_clean "after stopping the resumed instance"
