@@ -50,21 +50,29 @@ refused() {
   expect_rc 1 "sleep suspend, $1"
 }
 
+# swapper_held_in_swap SEED: a process limited to 32 MiB (SWAPPER) works
+# on 96 MiB until 48 MiB of it are in gpu0's swap (at most 60 s), and is
+# stopped there, so that its pages stay where they are.
+swapper_held_in_swap() {
+  local i l used
+  CG=$(make_memory_cgroup 32)
+  spawn_in_cgroup "$CG" "$BASE/swapper.out" "$VRAMFS_IO" swapper 96 1000 "$1"
+  SWAPPER=$SPAWNED
+  for ((i = 0; i < 600; i++)); do
+    used=0
+    for l in $(loops_under "$DIR/gpu0"); do used=$((used + $(swap_used_kib "$l"))); done
+    [ "$used" -lt $((48 * 1024)) ] || break
+    sleep 0.1
+  done
+  kill -STOP "$SWAPPER"
+}
+
 vs start
 expect_rc 0 "start"
 KEEPER=$(stat_value "$DIR/gpu0" keeper_pid)
 
 info "refused for a memory-limited cgroup: nothing taken off, nothing kept"
-CG=$(make_memory_cgroup 32)
-spawn_in_cgroup "$CG" "$BASE/swapper.out" "$VRAMFS_IO" swapper 96 1000 71
-SWAPPER=$SPAWNED
-for ((i = 0; i < 600; i++)); do
-  used=0
-  for l in $(loops_under "$DIR/gpu0"); do used=$((used + $(swap_used_kib "$l"))); done
-  [ "$used" -lt $((48 * 1024)) ] || break
-  sleep 0.1
-done
-kill -STOP "$SWAPPER"
+swapper_held_in_swap 71
 refused "a cgroup"
 grep -q "cgroup /${CG##*/} holds" <<<"$ERR" || fail "the refusal does not name the cgroup"
 as_before "after a refusal for a cgroup"
@@ -104,20 +112,13 @@ wait "$BUSY" 2>/dev/null || true
 BUSY=
 
 info "refused when a daemon that does not answer holds pages: nothing touched"
-CG=$(make_memory_cgroup 32)
-spawn_in_cgroup "$CG" "$BASE/swapper.out" "$VRAMFS_IO" swapper 96 1000 72
-SWAPPER=$SPAWNED
-for ((i = 0; i < 600; i++)); do
-  used=0
-  for l in $(loops_under "$DIR/gpu0"); do used=$((used + $(swap_used_kib "$l"))); done
-  [ "$used" -lt $((48 * 1024)) ] || break
-  sleep 0.1
-done
-kill -STOP "$SWAPPER"
+swapper_held_in_swap 72
 STOPPED=$(stat_value "$DIR/gpu0" pid)
 kill -STOP "$STOPPED"
+probes_of_a_stopped_daemon
 refused "a daemon that does not answer"
 kill -CONT "$STOPPED"
+probes_of_a_running_daemon
 grep -q "refusing to suspend: gpu0's vramfs server does not answer" <<<"$ERR" ||
   fail "the refusal does not say that the daemon does not answer"
 as_before "after a refusal for a daemon that does not answer"
