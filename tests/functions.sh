@@ -29,13 +29,6 @@ elif command -v flock >/dev/null && [ -d /run/lock ] && [ -w /run/lock ]; then
   export VRAMFS_TEST_LOCKED=1 VRAMFS_TEST_LOCK_ASKED=$EPOCHSECONDS
   exec flock -o /run/lock/vramfs-tests.lock bash "$0" "$@"
 fi
-# A test that runs beside the others and has no deadline of its own (its
-# work is shell against fakes: usage, doctor, start's failures) says
-# VRAMFS_TEST_NICE=1 as well: it runs at a lower priority, so that the
-# tests that hold the lock, whose run is the suite's time, get the CPUs
-# first.  Without it, on 2 CPUs, a locked test took up to 5 times as long
-# as alone.
-if [ "${VRAMFS_TEST_NICE:-0}" = 1 ]; then renice -n 10 -p $$ >/dev/null; fi
 # How long the test waited for the lock, which the harness's time for it
 # includes: the log says, so that a slow run shows where the time went.
 if [ -n "${VRAMFS_TEST_LOCK_ASKED:-}" ]; then

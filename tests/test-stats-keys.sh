@@ -4,7 +4,7 @@
 # --stats-keys, the table that also writes .stats).  A key renamed or
 # dropped in the C++ fails here, not on a user's status or metrics.
 # It mounts nothing: it runs beside other tests.
-VRAMFS_TEST_PARALLEL=1 VRAMFS_TEST_NICE=1
+VRAMFS_TEST_PARALLEL=1
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 

@@ -10,7 +10,7 @@
 # and break: here it reads an empty mount table (MOUNTINFO) and so finds
 # none of theirs.  It swaps nothing and attaches no loop device: it runs
 # beside other tests.
-VRAMFS_TEST_PARALLEL=1 VRAMFS_TEST_NICE=1
+VRAMFS_TEST_PARALLEL=1
 export MOUNTINFO=/dev/null
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"

@@ -7,7 +7,7 @@
 : "${TESTS_DIR:=$(cd "$(dirname "$0")" && pwd)}"
 # It swaps nothing and attaches no loop device (vramfs, and what it would
 # do, are fakes): it runs beside other tests.
-VRAMFS_TEST_PARALLEL=1 VRAMFS_TEST_NICE=1
+VRAMFS_TEST_PARALLEL=1
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 requires_swap_machine

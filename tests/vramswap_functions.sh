@@ -26,9 +26,13 @@ vs() {
 }
 # probes_of_a_stopped_daemon / probes_of_a_running_daemon: what vramswap
 # asks a daemon that the test stopped (SIGSTOP) can only time out; a
-# deadline of 2 s rather than the default 5 checks the same thing sooner.
-probes_of_a_stopped_daemon() { export VRAMFS_PROBE_TIMEOUT=2; }
-probes_of_a_running_daemon() { export VRAMFS_PROBE_TIMEOUT=5; }
+# deadline of 2 s rather than the usual one (5 s) checks the same thing
+# sooner.  The second puts the usual one back.
+probes_of_a_stopped_daemon() {
+  PROBE_TIMEOUT_RUNNING=$VRAMFS_PROBE_TIMEOUT
+  export VRAMFS_PROBE_TIMEOUT=2
+}
+probes_of_a_running_daemon() { export VRAMFS_PROBE_TIMEOUT=$PROBE_TIMEOUT_RUNNING; }
 show() { echo "vramswap $*: rc=$RC"; echo "stdout: $OUT"; echo "stderr: $ERR"; }
 expect_rc() { # RC WHAT
   [ "$RC" = "$1" ] || { show "($2)"; fail "$2: exit status $RC, expected $1"; }
