@@ -167,6 +167,20 @@ START_TEST(large_block_raises_default_cache) {
 }
 END_TEST
 
+START_TEST(busy_poll_defaults_per_transport) {
+  // dev: by the number of CPUs; uring: off unless asked for.
+  options o;
+  ck_assert(!parse({"/mnt", "-o", "size=1G"}, &o));
+  ck_assert_uint_eq(o.busy_poll_us, options::default_busy_poll_us());
+  ck_assert(!parse({"/mnt", "-o", "size=1G,transport=uring"}, &o));
+  ck_assert_uint_eq(o.busy_poll_us, 0);
+  ck_assert(!parse({"/mnt", "-o", "size=1G,busy_poll=20,transport=uring"}, &o));
+  ck_assert_uint_eq(o.busy_poll_us, 20);
+  ck_assert(!parse({"/mnt", "-o", "size=1G,busy_poll=0"}, &o));
+  ck_assert_uint_eq(o.busy_poll_us, 0);
+}
+END_TEST
+
 START_TEST(options_of_the_other_transport_are_warned_about) {
   // Each transport ignores the other's options: said, not silently dropped.
   auto warnings_for = [](const char *opts) {
@@ -213,6 +227,7 @@ Suite *make_suite() {
   tcase_add_test(tc, command_line_all_options);
   tcase_add_test(tc, command_line_errors);
   tcase_add_test(tc, large_block_raises_default_cache);
+  tcase_add_test(tc, busy_poll_defaults_per_transport);
   tcase_add_test(tc, options_of_the_other_transport_are_warned_about);
   tcase_add_test(tc, help_and_version);
   suite_add_tcase(s, tc);

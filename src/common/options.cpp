@@ -130,6 +130,7 @@ std::optional<std::string> apply_option(const std::string &item, options *o,
       return "invalid busy_poll=" + value + ": must be a number of microseconds from 0 to " +
              std::to_string(max_busy_poll_us);
     o->busy_poll_us = unsigned(us);
+    o->busy_poll_given = true;
   } else if (key == "standby") {
     if (value == "1" || !has_value) o->standby = true;
     else if (value == "0") o->standby = false;
@@ -365,6 +366,7 @@ std::optional<std::string> parse_command_line(int argc, const char *const *argv,
       o->max_size->bytes < o->size->bytes)
     return "max_size=" + format_size(o->max_size->bytes) + " is smaller than size=" +
            format_size(o->size->bytes);
+  if (o->transport == transport_kind::uring && !o->busy_poll_given) o->busy_poll_us = 0;
   if (o->cache < o->block * 8) {
     if (cache_given)
       return "cache=" + format_size(o->cache) + " is too small for block=" +
