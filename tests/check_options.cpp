@@ -167,20 +167,6 @@ START_TEST(large_block_raises_default_cache) {
 }
 END_TEST
 
-START_TEST(busy_poll_defaults_per_transport) {
-  // dev: by the number of CPUs; uring: off unless asked for.
-  options o;
-  ck_assert(!parse({"/mnt", "-o", "size=1G"}, &o));
-  ck_assert_uint_eq(o.busy_poll_us, options::default_busy_poll_us());
-  ck_assert(!parse({"/mnt", "-o", "size=1G,transport=uring"}, &o));
-  ck_assert_uint_eq(o.busy_poll_us, 0);
-  ck_assert(!parse({"/mnt", "-o", "size=1G,busy_poll=20,transport=uring"}, &o));
-  ck_assert_uint_eq(o.busy_poll_us, 20);
-  ck_assert(!parse({"/mnt", "-o", "size=1G,busy_poll=0"}, &o));
-  ck_assert_uint_eq(o.busy_poll_us, 0);
-}
-END_TEST
-
 START_TEST(options_of_the_other_transport_are_warned_about) {
   // Each transport ignores the other's options: said, not silently dropped.
   auto warnings_for = [](const char *opts) {
@@ -198,7 +184,10 @@ START_TEST(options_of_the_other_transport_are_warned_about) {
   ck_assert(says(warnings_for("size=1G,queue_threads=2"), "are ignored with transport=dev"));
   ck_assert(says(warnings_for("size=1G,transport=uring,threads=4"),
                  "threads= is ignored with transport=uring"));
+  ck_assert(says(warnings_for("size=1G,transport=uring,busy_poll=50"),
+                 "busy_poll= is ignored with transport=uring"));
   ck_assert(warnings_for("size=1G,transport=uring,queue_depth=4,queue_threads=2").empty());
+  ck_assert(warnings_for("size=1G,busy_poll=50").empty());
   ck_assert(warnings_for("size=1G,threads=4").empty());
 }
 END_TEST
@@ -227,7 +216,6 @@ Suite *make_suite() {
   tcase_add_test(tc, command_line_all_options);
   tcase_add_test(tc, command_line_errors);
   tcase_add_test(tc, large_block_raises_default_cache);
-  tcase_add_test(tc, busy_poll_defaults_per_transport);
   tcase_add_test(tc, options_of_the_other_transport_are_warned_about);
   tcase_add_test(tc, help_and_version);
   suite_add_tcase(s, tc);

@@ -41,6 +41,7 @@ expect_holding() {
 }
 
 replaced_since() { local now; now=$(stats_now pid); [ -n "$now" ] && [ "$now" != "$1" ]; }
+standby_ready() { [ "$(stats_now standby)" = ready ]; }
 
 # mount_crashing STANDBY: the first server's first resize aborts half-way
 # (resize_crash); its successors, which inherit the keeper's environment,
@@ -89,6 +90,11 @@ spawn_in_cgroup "$cg" "$dir/swapper" "$VRAMFS_IO" swapper 80 4 9
 swapper=$SPAWNED
 for ((i = 0; i < 3; i++)); do
   timeout 30 truncate -s 64M "$file" || fail "shrink under swap failed"
+  # Each kill finds a standby ready, as test-failover's do: a server
+  # started cold after the last kill takes about 300 ms to start CUDA, and
+  # a process that swaps in a 32 MiB cgroup (v2) is OOM-killed in that
+  # pause (docs/performance.md, "Takeover").
+  wait_for 20 standby_ready || fail "no standby became ready"
   server=$(stats_now pid)
   kill -KILL "$server"
   wait_for 10 replaced_since "$server" || fail "no takeover after kill -9"

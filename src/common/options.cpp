@@ -230,6 +230,8 @@ std::vector<std::string> option_warnings(const options &opts) {
     out.push_back("queue_depth= and queue_threads= are ignored with transport=dev");
   if (opts.transport == transport_kind::uring && opts.threads_given)
     out.push_back("threads= is ignored with transport=uring (one thread per CPU queue)");
+  if (opts.transport == transport_kind::uring && opts.busy_poll_given)
+    out.push_back("busy_poll= is ignored with transport=uring (its threads sleep between requests)");
   if (opts.standby_given && !opts.failover)
     out.push_back("standby= is ignored without failover");
   return out;
@@ -366,7 +368,6 @@ std::optional<std::string> parse_command_line(int argc, const char *const *argv,
       o->max_size->bytes < o->size->bytes)
     return "max_size=" + format_size(o->max_size->bytes) + " is smaller than size=" +
            format_size(o->size->bytes);
-  if (o->transport == transport_kind::uring && !o->busy_poll_given) o->busy_poll_us = 0;
   if (o->cache < o->block * 8) {
     if (cache_given)
       return "cache=" + format_size(o->cache) + " is too small for block=" +

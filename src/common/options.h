@@ -77,13 +77,10 @@ struct options {
   // (store/copy_engine.h), where the GPU allows it; off: DMA only.
   bool copy_engine = true;
   // Microseconds a serving thread keeps polling for the next request after
-  // the last one, while no other thread serves (fuse/request_poller.h,
-  // fuse/ring_poller.h); 0: it sleeps at once.  The default with
-  // transport=dev: 50 on machines of 4 CPUs or more, where it took a lone
-  // swap-in from 40 to 25 us on the H100 machine (docs/performance.md); 0
-  // below, where no CPU is spare to poll with.  With transport=uring: 0,
-  // since a uring queue's thread is woken on the CPU that issued the
-  // request, already without a cross-CPU wake-up (docs/performance.md).
+  // the last one, while no other thread serves (fuse/request_poller.h); 0:
+  // it sleeps at once.  The default: 50 on machines of 4 CPUs or more,
+  // where it took a lone swap-in from 40 to 25 us on the H100 machine
+  // (docs/performance.md); 0 below, where no CPU is spare to poll with.
   unsigned busy_poll_us = default_busy_poll_us();
   bool busy_poll_given = false;
   static unsigned default_busy_poll_us();

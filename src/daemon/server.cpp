@@ -267,8 +267,7 @@ bool server::make_transport() {
   try {
     // Rule 2: every buffer, stream, ring and thread before the mount.
     if (opts_.transport == transport_kind::uring)
-      transport_ = fuse::make_uring_transport(*fs_, *store_, opts_.queue_depth, opts_.queue_threads,
-                                              opts_.busy_poll_us);
+      transport_ = fuse::make_uring_transport(*fs_, *store_, opts_.queue_depth, opts_.queue_threads);
     else
       transport_ = fuse::make_device_transport(*fs_, *store_, opts_.threads, opts_.busy_poll_us);
   } catch (const std::bad_alloc &) {

@@ -95,14 +95,12 @@ class transport {
 };
 
 // threads: the dev transport's pool; busy_poll_us: how long a thread keeps
-// polling for the next request before it sleeps (request_poller.h,
-// ring_poller.h); queue_depth: entries per uring ring; queue_threads: rings
-// (each with its thread) per CPU's queue.
+// polling for the next request before it sleeps; queue_depth: entries per
+// uring ring; queue_threads: rings (each with its thread) per CPU's queue.
 std::unique_ptr<transport> make_device_transport(filesystem &fs, block_store &store,
                                                  unsigned threads, unsigned busy_poll_us);
 std::unique_ptr<transport> make_uring_transport(filesystem &fs, block_store &store,
-                                                unsigned queue_depth, unsigned queue_threads,
-                                                unsigned busy_poll_us);
+                                                unsigned queue_depth, unsigned queue_threads);
 
 // Why io_uring cannot serve here, or nullopt when it can: the kernel's
 // enable_uring parameter, and whether this build has io_uring at all.

@@ -5,7 +5,6 @@
 #include "common/log.h"
 #include "fuse/operations.h"
 #include "fuse/request.h"
-#include "fuse/ring_poller.h"
 #include "store/block_store.h"
 
 #include "config.h"
@@ -70,8 +69,7 @@ std::optional<std::string> uring_unavailable() {
 }
 
 #ifndef HAVE_LIBURING
-std::unique_ptr<transport> make_uring_transport(filesystem &, block_store &, unsigned, unsigned,
-                                                unsigned) {
+std::unique_ptr<transport> make_uring_transport(filesystem &, block_store &, unsigned, unsigned) {
   throw std::runtime_error(*uring_unavailable());
 }
 #else
@@ -151,14 +149,8 @@ class registration_board {
 
 class uring_queue {
  public:
-  uring_queue(block_store &store, unsigned qid, unsigned thread_id, unsigned depth,
-              ring_poller &poller)
-      : store_(store),
-        qid_(qid),
-        thread_id_(thread_id),
-        poller_(poller),
-        channel_(store.open_channel()),
-        entries_(depth) {
+  uring_queue(block_store &store, unsigned qid, unsigned depth)
+      : store_(store), qid_(qid), channel_(store.open_channel()), entries_(depth) {
     io_uring_params params{};
     // 128-byte SQEs carry the FUSE command; every entry has at most one
     // SQE and one CQE in flight.
@@ -193,17 +185,12 @@ class uring_queue {
 
   io_uring_sqe *next_sqe(unsigned index, uint32_t cmd, int fd, uint64_t commit_id);
   void answer_entry(filesystem &fs, ring_entry &e, int fd, unsigned index);
-  // With busy_poll: polls this ring for the next request while the poller
-  // allows, instead of sleeping in io_uring_enter.
-  void poll_for_next();
   // Handles what completed; returns how many entries ended, and counts in
   // *refused those whose registration the kernel refused.
   size_t complete(filesystem &fs, int fd, unsigned *refused, int *refusal);
 
   block_store &store_;
   const unsigned qid_;
-  const unsigned thread_id_;  // unique in the mount, for the poller
-  ring_poller &poller_;  // shared by every queue of the mount
   std::unique_ptr<store_channel> channel_;
   std::vector<ring_entry> entries_;
   std::byte *memory_ = nullptr;
@@ -259,21 +246,6 @@ void uring_queue::answer_entry(filesystem &fs, ring_entry &e, int fd, unsigned i
   next_sqe(index, uring_cmd_commit_and_fetch, fd, commit_id);
 }
 
-void uring_queue::poll_for_next() {
-  if (io_uring_cq_ready(&ring_) || !poller_.keep_polling(thread_id_)) return;
-  // Polling at idle priority: any other task on this CPU (the loop worker
-  // that will issue the next request, a faulting process) runs first, and
-  // the scheduler counts the CPU as idle when it places a waking task, so
-  // the next request tends to come from this CPU, onto this queue.  The
-  // kernel hands a request to this thread as task work, which runs when
-  // sched_yield returns: its completion is then in the queue.
-  sched_param param{};
-  if (sched_setscheduler(0, SCHED_IDLE, &param) != 0) return;
-  while (!io_uring_cq_ready(&ring_) && poller_.keep_polling(thread_id_)) sched_yield();
-  // Checked possible before polling was allowed (may_leave_idle_priority).
-  sched_setscheduler(0, SCHED_OTHER, &param);
-}
-
 size_t uring_queue::complete(filesystem &fs, int fd, unsigned *refused, int *refusal) {
   size_t ended = 0;
   io_uring_cqe *cqe;
@@ -306,9 +278,7 @@ size_t uring_queue::complete(filesystem &fs, int fd, unsigned *refused, int *ref
       continue;
     }
     e.registered = true;
-    if (poller_.enabled()) poller_.begin_request();
     answer_entry(fs, e, fd, index);
-    if (poller_.enabled()) poller_.end_request(thread_id_);
   }
   io_uring_cq_advance(&ring_, seen);
   return ended;
@@ -344,55 +314,23 @@ void uring_queue::serve(filesystem &fs, int fd, init_latch &initialized,
   size_t active = entries_.size() - complete(fs, fd, &refused, &refusal);
   board.report(qid_, unsigned(entries_.size()), refused, refusal);
   while (active) {
-    if (poller_.enabled()) {
-      // The commits of the requests just answered go out now.
-      io_uring_submit(&ring_);
-      poll_for_next();
-    }
-    if (!io_uring_cq_ready(&ring_)) {
-      int res = io_uring_submit_and_wait(&ring_, 1);
-      if (res < 0 && res != -EINTR && res != -EAGAIN && res != -EBUSY) {
-        log_err_limited("FUSE queue %u: io_uring_submit_and_wait failed: %s; retrying", qid_,
-                        strerror(-res));
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        continue;
-      }
+    int res = io_uring_submit_and_wait(&ring_, 1);
+    if (res < 0 && res != -EINTR && res != -EAGAIN && res != -EBUSY) {
+      log_err_limited("FUSE queue %u: io_uring_submit_and_wait failed: %s; retrying", qid_,
+                      strerror(-res));
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      continue;
     }
     active -= complete(fs, fd, &refused, &refusal);
   }
 }
 
-// Whether a thread may return from SCHED_IDLE to SCHED_OTHER: that needs
-// CAP_SYS_NICE or RLIMIT_NICE, and a thread that polled at idle priority
-// but could not return would serve every later request there, starved by
-// any busy process.  Tried on a thread of its own, which is all that is
-// lost when the answer is no.
-bool may_leave_idle_priority() {
-  bool ok = false;
-  std::thread([&ok] {
-    sched_param param{};
-    ok = sched_setscheduler(0, SCHED_IDLE, &param) == 0 &&
-         sched_setscheduler(0, SCHED_OTHER, &param) == 0;
-  }).join();
-  return ok;
-}
-
-unsigned usable_busy_poll(unsigned busy_poll_us) {
-  if (!busy_poll_us || may_leave_idle_priority()) return busy_poll_us;
-  log_warn("busy_poll is off over io_uring: a thread cannot return from idle priority here "
-           "(it needs CAP_SYS_NICE or RLIMIT_NICE)");
-  return 0;
-}
-
 class uring_transport final : public transport {
  public:
-  uring_transport(filesystem &fs, block_store &store, unsigned depth, unsigned threads,
-                  unsigned busy_poll_us)
+  uring_transport(filesystem &fs, block_store &store, unsigned depth, unsigned threads)
       : fs_(fs),
         depth_(depth),
         threads_per_queue_(threads),
-        busy_poll_us_(usable_busy_poll(busy_poll_us)),
-        poller_(busy_poll_us_),
         device_worker_(store, std::max(min_read_buffer, max_request_bytes + 4096),
                        max_request_bytes),
         board_(possible_cpus()) {
@@ -413,8 +351,7 @@ class uring_transport final : public transport {
           " MiB: lower queue_depth= or queue_threads=, or use transport=dev");
     for (unsigned q = 0; q < count; ++q)
       for (unsigned t = 0; t < threads; ++t)
-        queues_.push_back(
-            std::make_unique<uring_queue>(store, q, unsigned(queues_.size()), depth, poller_));
+        queues_.push_back(std::make_unique<uring_queue>(store, q, depth));
   }
   ~uring_transport() override { join(); }
 
@@ -442,16 +379,13 @@ class uring_transport final : public transport {
   std::string describe() const override {
     return "transport uring, " + std::to_string(queues_.size() / threads_per_queue_) +
            " queues of " + std::to_string(threads_per_queue_) + " thread(s) with depth " +
-           std::to_string(depth_) +
-           (busy_poll_us_ ? ", busy_poll " + std::to_string(busy_poll_us_) + " us" : "");
+           std::to_string(depth_);
   }
 
  private:
   filesystem &fs_;
   unsigned depth_;
   unsigned threads_per_queue_;
-  unsigned busy_poll_us_;
-  ring_poller poller_;
   static constexpr uint64_t max_ring_memory = uint64_t(1) << 30;
   worker_buffers device_worker_;  // INIT, FORGET, INTERRUPT on /dev/fuse
   registration_board board_;
@@ -462,9 +396,8 @@ class uring_transport final : public transport {
 }  // namespace
 
 std::unique_ptr<transport> make_uring_transport(filesystem &fs, block_store &store,
-                                                unsigned queue_depth, unsigned queue_threads,
-                                                unsigned busy_poll_us) {
-  return std::make_unique<uring_transport>(fs, store, queue_depth, queue_threads, busy_poll_us);
+                                                unsigned queue_depth, unsigned queue_threads) {
+  return std::make_unique<uring_transport>(fs, store, queue_depth, queue_threads);
 }
 #endif
 
