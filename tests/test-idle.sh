@@ -1,7 +1,8 @@
 #!/bin/bash
 # Idle costs nothing: a second after the last request, the daemon (keeper,
-# server and standby, threads polling between requests) uses under 1% of
-# one CPU, measured over 2 s.
+# server and standby, threads polling between requests; over io_uring,
+# test-idle-uring, the server alone) uses under 1% of one CPU, measured
+# over 2 s.
 # It swaps nothing and attaches no loop device: it runs beside other tests.
 VRAMFS_TEST_PARALLEL=1
 # shellcheck source=tests/functions.sh

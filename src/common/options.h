@@ -76,11 +76,13 @@ struct options {
   // Small copies by a resident GPU kernel instead of the driver
   // (store/copy_engine.h), where the GPU allows it; off: DMA only.
   bool copy_engine = true;
-  // Microseconds a serving thread keeps polling for the next request after
-  // the last one, while no other thread serves (fuse/request_poller.h); 0:
-  // it sleeps at once.  The default: 50 on machines of 4 CPUs or more,
-  // where it took a lone swap-in from 40 to 25 us on the H100 machine
-  // (docs/performance.md); 0 below, where no CPU is spare to poll with.
+  // Microseconds a serving thread of the dev transport keeps polling for
+  // the next request after the last one, while no other thread serves
+  // (fuse/request_poller.h); 0: it sleeps at once.  The default: 50 on
+  // machines of 4 CPUs or more, where it took a lone swap-in from 40 to
+  // 25 us on the H100 machine (docs/performance.md); 0 below, where no CPU
+  // is spare to poll with.  Ignored over io_uring, where polling made a
+  // lone swap-in slower.
   unsigned busy_poll_us = default_busy_poll_us();
   bool busy_poll_given = false;
   static unsigned default_busy_poll_us();
