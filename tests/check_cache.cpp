@@ -93,11 +93,14 @@ class watching_store final : public forwarding_store {
 
   unsigned queued_since_wait = 0;
   unsigned fail_submit = 0;  // the Nth submit from now fails; 0: none
+  uint64_t last_request_bytes = ~uint64_t(0);  // the channel's, at the last submit
 
   int submit_read(store_channel &ch, uint64_t offset, void *dst, size_t len) override {
+    last_request_bytes = ch.request_bytes;
     return counted(inner_->submit_read(ch, offset, dst, len));
   }
   int submit_write(store_channel &ch, uint64_t offset, const void *src, size_t len) override {
+    last_request_bytes = ch.request_bytes;
     return counted(inner_->submit_write(ch, offset, src, len));
   }
   int wait(store_channel &ch) override {
@@ -546,6 +549,27 @@ START_TEST(a_failed_submit_still_waits_for_the_copies_before_it) {
 }
 END_TEST
 
+START_TEST(the_store_learns_each_requests_length) {
+  // The cuda store sends a copy to its GPU copy engine only when the
+  // request it serves is small too: the cache says how long that is while
+  // the request's copies are queued, and 0 outside any request.
+  sector_fixture<watching_store> s;
+  const uint64_t block = s.block_bytes;
+  for (uint64_t b = 0; b <= 8; ++b)
+    ck_assert_int_eq(s.cache.write(*s.ch, b * block, s.whole.data(), block), 0);
+  ck_assert_int_eq(s.cache.flush(*s.ch), 0);
+  ck_assert_uint_eq(s.store.last_request_bytes, 0);  // a flush serves no request
+  std::vector<uint8_t> got(2 * block);
+  ck_assert_int_eq(s.cache.read(*s.ch, 100, got.data(), 100), 0);  // block 0 was pushed out
+  ck_assert_uint_eq(s.store.last_request_bytes, 100);
+  ck_assert_uint_eq(s.ch->request_bytes, 0);
+  ck_assert_int_eq(s.cache.read(*s.ch, 4096, got.data(), 2 * block - 8192), 0);
+  ck_assert_uint_eq(s.store.last_request_bytes, 2 * block - 8192);
+  ck_assert(std::equal(got.begin(), got.begin() + block - 4096, s.whole.begin() + 4096));
+  ck_assert_uint_eq(s.ch->request_bytes, 0);
+}
+END_TEST
+
 START_TEST(a_stalled_store_fails_instead_of_hanging) {
   faulty_fixture f(16);
   f.store.set_copy_timeout(std::chrono::milliseconds(300));
@@ -640,6 +664,7 @@ Suite *make_suite() {
   tcase_add_test(tc, failed_write_back_keeps_the_data);
   tcase_add_test(tc, failed_fetch_is_an_error_not_zeros);
   tcase_add_test(tc, a_failed_submit_still_waits_for_the_copies_before_it);
+  tcase_add_test(tc, the_store_learns_each_requests_length);
   tcase_add_test(tc, a_stalled_store_fails_instead_of_hanging);
   tcase_add_test(tc, writeback_wakes_up_between_its_check_and_its_sleep);
   tcase_add_test(tc, writeback_thread_cleans_the_cache);

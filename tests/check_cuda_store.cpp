@@ -481,6 +481,44 @@ START_TEST(engine_matches_dma) {
 }
 END_TEST
 
+// Through the cache, a 4 KiB read that misses is one engine copy; a 1 MiB
+// read that is not block-aligned misses in small pieces at both ends too,
+// and every piece of it goes by DMA, so that a stream of large requests
+// never keeps the engine's kernel polling across PCIe.
+START_TEST(large_requests_copy_by_dma) {
+  auto s = must_make_store("size=16M");
+  const uint64_t block = 64 << 10;
+  extent_map extents(uint64_t(16 << 20) / block);
+  stats counters;
+  page_cache cache(*s, extents, counters, block, 8 * block);
+  auto ch = s->open_channel();
+  host_buffer data(*s, 2 << 20), back(*s, 2 << 20);
+  fill(data.data, data.len, 11);
+  ck_assert_int_eq(cache.write(*ch, 0, data.data, data.len), 0);
+  ck_assert_int_eq(cache.flush(*ch), 0);
+  // New blocks take every line, so that the reads below miss.
+  ck_assert_int_eq(cache.write(*ch, 8 << 20, data.data, 8 * block), 0);
+  // A small read launches the engine (its own copy goes by DMA meanwhile);
+  // the next one is the engine's.
+  ck_assert_int_eq(cache.read(*ch, 2 * block, back.data, 4096), 0);
+  copy_counts before = s->copies();
+  ck_assert_int_eq(cache.read(*ch, 3 * block, back.data, 4096), 0);
+  ck_assert_uint_eq(s->copies().engine, before.engine + 1);
+  before = s->copies();
+  const uint64_t at = 5 * block + 4096;  // 4 KiB into a block: ragged ends
+  ck_assert_int_eq(cache.read(*ch, at, back.data, 1 << 20), 0);
+  ck_assert(memcmp(back.data, data.data + at, 1 << 20) == 0);
+  copy_counts after = s->copies();
+  ck_assert_uint_eq(after.engine, before.engine);
+  ck_assert_uint_eq(after.dma - before.dma, 17);  // 15 whole blocks and the two ends
+  ck_assert_uint_eq(ch->request_bytes, 0);       // the request is over
+  ck_assert_int_eq(cache.read(*ch, 22 * block, back.data, 4096), 0);
+  ck_assert(memcmp(back.data, data.data + 22 * block, 4096) == 0);
+  ck_assert_uint_eq(s->copies().engine, after.engine + 1);
+  ck_assert_uint_eq(s->copies().dma, after.dma);
+}
+END_TEST
+
 // Latency of one copy plus its wait, engine against DMA, by size and
 // direction: what sets copy_engine_max_from_vram and _to_vram.
 START_TEST(engine_and_dma_latency) {
@@ -615,6 +653,7 @@ Suite *make_suite() {
   tcase_add_test(tc, injected_device_loss);
   tcase_add_loop_test(tc, page_cache_over_vram, 0, 2);
   tcase_add_test(tc, engine_matches_dma);
+  tcase_add_test(tc, large_requests_copy_by_dma);
   tcase_add_test(tc, engine_and_dma_latency);
   tcase_add_test(tc, engine_parks_and_relaunches);
   tcase_add_test(tc, a_stalled_copy_fails_the_store);

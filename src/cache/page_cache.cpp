@@ -363,8 +363,26 @@ static int for_each_block(uint64_t offset, uint64_t len, uint64_t block_size, Fn
   return 0;
 }
 
+namespace {
+
+// Tells the store, for one request, how long the request is (see
+// store_channel::request_bytes).
+class request_scope {
+ public:
+  request_scope(store_channel &ch, uint64_t len) : ch_(ch) { ch_.request_bytes = len; }
+  ~request_scope() { ch_.request_bytes = 0; }
+  request_scope(const request_scope &) = delete;
+  request_scope &operator=(const request_scope &) = delete;
+
+ private:
+  store_channel &ch_;
+};
+
+}  // namespace
+
 int page_cache::read(store_channel &ch, uint64_t offset, void *dst, size_t len) {
   if (offset > store_.size() || len > store_.size() - offset) return -EINVAL;
+  request_scope request(ch, len);
   auto *out = static_cast<std::byte *>(dst);
   return for_each_block(offset, len, block_size_,
                         [&](uint64_t block, uint64_t in_block, uint64_t done, uint64_t piece) {
@@ -374,6 +392,7 @@ int page_cache::read(store_channel &ch, uint64_t offset, void *dst, size_t len) 
 
 int page_cache::write(store_channel &ch, uint64_t offset, const void *src, size_t len) {
   if (offset > store_.size() || len > store_.size() - offset) return -EINVAL;
+  request_scope request(ch, len);
   auto *in = static_cast<const std::byte *>(src);
   return for_each_block(offset, len, block_size_,
                         [&](uint64_t block, uint64_t in_block, uint64_t done, uint64_t piece) {

@@ -25,6 +25,10 @@ struct options;
 class store_channel {
  public:
   virtual ~store_channel() = default;
+  // The length of the request whose copies the channel queues now (0:
+  // none), set by the cache for the request's duration: a store may choose
+  // how to copy by it as well as by each copy's own length.
+  uint64_t request_bytes = 0;
 };
 
 // How a store's copies went, since this process opened it.

@@ -430,12 +430,17 @@ int cuda_store::copy(store_channel &ch, char *to, const char *from, size_t len,
   cudaError_t err = cudaSuccess;
   bool queued = false;
 #ifdef HAVE_COPY_ENGINE
-  // Small copies to or from memory the GPU reaches go to the engine's
-  // batch; the kernel runs them when the channel waits.
+  // Small copies of small requests, to or from memory the GPU reaches, go
+  // to the engine's batch; the kernel runs them when the channel waits.
+  // The small pieces of a large request (its first and last blocks) go by
+  // DMA with the rest: sent to the engine, they kept its kernel running
+  // through a stream of 1 MiB reads, and its polls across PCIe cost those
+  // reads a sixth of their speed (docs/performance.md).
   const char *host = kind == cudaMemcpyDeviceToHost ? to : from;
   uint64_t engine_max =
       kind == cudaMemcpyDeviceToHost ? copy_engine_max_from_vram : copy_engine_max_to_vram;
-  if (c.engine_slot >= 0 && len <= engine_max && !engine_->disabled() &&
+  if (c.engine_slot >= 0 && std::max<uint64_t>(len, c.request_bytes) <= engine_max &&
+      !engine_->disabled() &&
       pinned_.contains(host, len) && engine_->add(c.engine_slot, to, from, len)) {
     queued = true;
   }
