@@ -482,9 +482,9 @@ START_TEST(engine_matches_dma) {
 END_TEST
 
 // Through the cache, a 4 KiB read that misses is one engine copy; a 1 MiB
-// read that is not block-aligned misses in small pieces at both ends too,
-// and every piece of it goes by DMA, so that a stream of large requests
-// never keeps the engine's kernel polling across PCIe.
+// read that is not block-aligned ends in a small piece (4 KiB here), and
+// every piece of it goes by DMA, so that a stream of large requests never
+// keeps the engine's kernel polling across PCIe.
 START_TEST(large_requests_copy_by_dma) {
   auto s = must_make_store("size=16M");
   const uint64_t block = 64 << 10;
@@ -505,12 +505,12 @@ START_TEST(large_requests_copy_by_dma) {
   ck_assert_int_eq(cache.read(*ch, 3 * block, back.data, 4096), 0);
   ck_assert_uint_eq(s->copies().engine, before.engine + 1);
   before = s->copies();
-  const uint64_t at = 5 * block + 4096;  // 4 KiB into a block: ragged ends
+  const uint64_t at = 5 * block + 4096;  // 60 KiB of block 5 first, 4 KiB of block 21 last
   ck_assert_int_eq(cache.read(*ch, at, back.data, 1 << 20), 0);
   ck_assert(memcmp(back.data, data.data + at, 1 << 20) == 0);
   copy_counts after = s->copies();
   ck_assert_uint_eq(after.engine, before.engine);
-  ck_assert_uint_eq(after.dma - before.dma, 17);  // 15 whole blocks and the two ends
+  ck_assert_uint_eq(after.dma - before.dma, 17);  // 15 whole blocks and the two end pieces
   ck_assert_uint_eq(ch->request_bytes, 0);       // the request is over
   ck_assert_int_eq(cache.read(*ch, 22 * block, back.data, 4096), 0);
   ck_assert(memcmp(back.data, data.data + 22 * block, 4096) == 0);

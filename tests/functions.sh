@@ -29,15 +29,6 @@ elif command -v flock >/dev/null && [ -d /run/lock ] && [ -w /run/lock ]; then
   export VRAMFS_TEST_LOCKED=1 VRAMFS_TEST_LOCK_ASKED=$EPOCHSECONDS
   exec flock -o /run/lock/vramfs-tests.lock bash "$0" "$@"
 fi
-# A test beside the others that times nothing says so with
-# VRAMFS_TEST_NICE=1 and runs at a lower CPU priority: the tests that hold
-# the lock, one at a time, are the suite's critical path.  On 2 CPUs
-# test-swap took 7 s alone, 43 s beside four loops of fork and exec, and 27
-# s with those at nice 10 (SCHED_IDLE: 24 s; what remains is the kernel's,
-# not the CPU share).
-if [ "${VRAMFS_TEST_NICE:-0}" = 1 ] && [ "${VRAMFS_TEST_LOCKED:-}" = no ]; then
-  renice -n 10 -p $$ >/dev/null 2>&1 || true
-fi
 # How long the test waited for the lock, which the harness's time for it
 # includes: the log says, so that a slow run shows where the time went.
 if [ -n "${VRAMFS_TEST_LOCK_ASKED:-}" ]; then

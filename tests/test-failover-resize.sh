@@ -90,8 +90,7 @@ cg=$(make_memory_cgroup 32)
 # With 80 MiB it reached 50 MiB here, and on the 16-CPU GPU machine
 # (cgroup v2) the process was OOM-killed early in this phase, twice, its
 # resident memory down to 6.5 MiB.  With 56 MiB the test passed there six
-# times in six, and the same swapper alone, under resizes alone and under
-# kills alone, was never OOM-killed.
+# times in six (tests/run-gpu).
 spawn_in_cgroup "$cg" "$dir/swapper" "$VRAMFS_IO" swapper 56 6 9
 swapper=$SPAWNED
 for ((i = 0; i < 3; i++)); do

@@ -7,8 +7,6 @@
 : "${TESTS_DIR:=$(cd "$(dirname "$0")" && pwd)}"
 # It swaps nothing and attaches no loop device: it runs beside other tests.
 VRAMFS_TEST_PARALLEL=1
-# It times nothing: it yields the CPU to the tests that hold the lock.
-VRAMFS_TEST_NICE=1
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 [ -n "${TOP_BUILDDIR:-}" ] || skip_optional "run by make check (TOP_BUILDDIR names the build tree)"

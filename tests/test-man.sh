@@ -2,8 +2,6 @@
 # The man pages: clean for groff and mandoc, and in step with --help.
 # It swaps nothing and attaches no loop device: it runs beside other tests.
 VRAMFS_TEST_PARALLEL=1
-# It times nothing: it yields the CPU to the tests that hold the lock.
-VRAMFS_TEST_NICE=1
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 

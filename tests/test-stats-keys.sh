@@ -5,8 +5,6 @@
 # dropped in the C++ fails here, not on a user's status or metrics.
 # It mounts nothing: it runs beside other tests.
 VRAMFS_TEST_PARALLEL=1
-# It times nothing: it yields the CPU to the tests that hold the lock.
-VRAMFS_TEST_NICE=1
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 

@@ -11,8 +11,6 @@
 # none of theirs.  It swaps nothing and attaches no loop device: it runs
 # beside other tests.
 VRAMFS_TEST_PARALLEL=1
-# It times nothing: it yields the CPU to the tests that hold the lock.
-VRAMFS_TEST_NICE=1
 export MOUNTINFO=/dev/null
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"

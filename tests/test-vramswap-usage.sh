@@ -10,8 +10,6 @@
 # It swaps nothing and attaches no loop device (vramfs, and what it would
 # do, are fakes): it runs beside other tests.
 VRAMFS_TEST_PARALLEL=1
-# It times nothing: it yields the CPU to the tests that hold the lock.
-VRAMFS_TEST_NICE=1
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 requires_swap_machine
