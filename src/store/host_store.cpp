@@ -11,7 +11,7 @@
 #include <cstring>
 #include <new>
 
-// Linux 5.14; older kernels answer EINVAL, and mlockall has populated.
+// Linux 5.14; older kernels answer EINVAL.
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
@@ -216,8 +216,21 @@ void host_store::release(uint64_t offset, uint64_t len) {
 }
 
 void *host_store::alloc_host(size_t bytes) {
-  void *p = map_anonymous(round_up(bytes, 4096));
+  bytes = round_up(bytes, 4096);
+  void *p = map_anonymous(bytes);
   if (!p) throw std::bad_alloc();
+  // Populated now, even where mlockall is not in force (the sanitizer
+  // build): the kernel copies a request into its server's buffer, and a
+  // copy that has to fault a page in while the server is being killed
+  // fails, and the kernel ends that request with EIO instead of leaving it
+  // for the successor to be resent.
+  if (madvise(p, bytes, MADV_POPULATE_WRITE) != 0) {
+    if (errno != EINVAL) {
+      munmap(p, bytes);
+      throw std::bad_alloc();
+    }
+    memset(p, 0, bytes);  // a kernel older than 5.14
+  }
   return p;
 }
 
