@@ -130,13 +130,32 @@ vramfs_mounts_under() {
 
 # --- loop devices ----------------------------------------------------------------
 
-# loop_backing /dev/loopN: the backing file, from sysfs; fails when the
-# device holds none.  After a lazy unmount the path reads from the old
+# Each reader below prints its answer, or with a VAR after its arguments
+# puts it there instead (their own locals end in _, so that they never hide
+# the caller's VAR): a scan reads every loop device, and each $(...) is a
+# fork, which on a small machine costs more than the read itself.
+
+# read_line VAR FILE: FILE's first line into VAR, with no fork; fails,
+# quietly, when FILE cannot be read.
+# shellcheck disable=SC2034 # a reference to the caller's VAR
+read_line() {
+  local -n line_=$1
+  line_=
+  { IFS= read -r line_ <"$2"; } 2>/dev/null || [ -n "$line_" ]
+}
+
+# answer VAR VALUE: VALUE into VAR when VAR is given, printed when not.
+answer() {
+  if [ -n "$1" ]; then printf -v "$1" '%s' "$2"; else printf '%s\n' "$2"; fi
+}
+
+# loop_backing /dev/loopN [VAR]: the backing file, from sysfs; fails when
+# the device holds none.  After a lazy unmount the path reads from the old
 # mount's root (/swapfile).
 loop_backing() {
-  local file
-  file=$(cat "/sys/block/${1#/dev/}/loop/backing_file" 2>/dev/null) || return 1
-  printf '%s\n' "${file% (deleted)}"
+  local file_
+  read_line file_ "/sys/block/${1#/dev/}/loop/backing_file" || return 1
+  answer "${2:-}" "${file_% (deleted)}"
 }
 
 # loop_devices: every loop device that holds a file, one a line.
@@ -151,9 +170,10 @@ loop_devices() {
 
 # loops_of FILE: the loop devices whose backing file is FILE.
 loops_of() {
-  local dev
+  local dev file
   for dev in $(loop_devices); do
-    [ "$(loop_backing "$dev")" != "$1" ] || echo "$dev"
+    loop_backing "$dev" file || continue
+    [ "$file" != "$1" ] || echo "$dev"
   done
   return 0
 }
@@ -162,25 +182,29 @@ loops_of() {
 loops_under() {
   local dev file
   for dev in $(loop_devices); do
-    file=$(loop_backing "$dev") || continue
+    loop_backing "$dev" file || continue
     [[ $file != "$1/"* ]] || echo "$dev"
   done
   return 0
 }
 
-# loop_bytes /dev/loopN: the device's size in bytes (0 when it cannot be
+# loop_bytes /dev/loopN [VAR]: the device's size in bytes (0 when it cannot be
 # read): its slice of the file, from sysfs, whoever asks and whatever the
 # daemon does.
 loop_bytes() {
-  local sectors=0
-  read -r sectors 2>/dev/null <"/sys/block/${1#/dev/}/size" || true
-  [[ $sectors =~ ^[0-9]+$ ]] || sectors=0
-  echo $((sectors * 512))
+  local sectors_
+  read_line sectors_ "/sys/block/${1#/dev/}/size" || true
+  [[ $sectors_ =~ ^[0-9]+$ ]] || sectors_=0
+  answer "${2:-}" $((sectors_ * 512))
 }
 
-# loop_dio /dev/loopN: 1 when the device does direct I/O, 0 when not, '?'
-# when it cannot be read.
-loop_dio() { cat "/sys/block/${1#/dev/}/loop/dio" 2>/dev/null || echo '?'; }
+# loop_dio /dev/loopN [VAR]: 1 when the device does direct I/O, 0 when not,
+# '?' when it cannot be read.
+loop_dio() {
+  local dio_
+  read_line dio_ "/sys/block/${1#/dev/}/loop/dio" || dio_='?'
+  answer "${2:-}" "$dio_"
+}
 
 # loop_attach FILE [LOSETUP_OPTION...]: attaches a free loop device to FILE
 # with direct I/O and prints it.  Fails with a message if losetup fails, says
@@ -266,7 +290,7 @@ stat_value() {
 # alive PID: runs and is not a zombie (kill -0 succeeds for a zombie too).
 alive() {
   local stat
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  read_line stat "/proc/$1/stat" || return 1
   stat=${stat##*) }
   [ "${stat%% *}" != Z ]
 }
@@ -275,7 +299,7 @@ alive() {
 # it from a later process with the same number; fails when none runs.
 process_start() {
   local stat
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  read_line stat "/proc/$1/stat" || return 1
   stat=${stat##*) }
   # Fields from the third on: the start time is the 22nd.
   awk '{ print $20 }' <<<"$stat"
@@ -327,10 +351,11 @@ daemon_pid() {
 # vramfs with MOUNTPOINT among its arguments, PARENT being 1 when the
 # parent is another of them (a keeper's server), 0 when not.
 vramfs_processes() {
-  local proc arg pid ppid
+  local proc comm arg pid ppid
   local -A found=()
   for proc in /proc/[0-9]*; do
-    [ "$(cat "$proc/comm" 2>/dev/null)" = vramfs ] || continue
+    read_line comm "$proc/comm" || continue
+    [ "$comm" = vramfs ] || continue
     while IFS= read -r -d '' arg; do
       if [ "$arg" = "$1" ]; then
         pid=${proc#/proc/}
@@ -362,7 +387,7 @@ server_pid_by_cmdline() {
 # stopped PID: whether PID is stopped (SIGSTOP, or a debugger).
 stopped() {
   local stat
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  read_line stat "/proc/$1/stat" || return 1
   stat=${stat##*) }
   [[ ${stat%% *} == [tT] ]]
 }
@@ -392,7 +417,7 @@ cgroup_kill() {
   [ -f "$1/cgroup.procs" ] || return 0
   for ((i = 0; i < 50; i++)); do
     # cgroup files have no size: read them.
-    procs=$(cat "$1/cgroup.procs" 2>/dev/null) || return 0
+    { procs=$(<"$1/cgroup.procs"); } 2>/dev/null || return 0
     [ -n "$procs" ] || return 0
     for pid in $procs; do kill -9 "$pid" 2>/dev/null || true; done
     sleep 0.1
@@ -437,7 +462,7 @@ kernel_log_since() {
 # read of the swap on that loop device.
 loop_read_errors() {
   local majmin
-  majmin=$(cat "/sys/block/${1#/dev/}/dev" 2>/dev/null) || majmin=x
+  read_line majmin "/sys/block/${1#/dev/}/dev" || majmin=x
   grep -cE "I/O error, dev ${1#/dev/}, .*READ|Read-error on swap-device \\($majmin:" <<<"$2" || true
 }
 

@@ -104,8 +104,6 @@ sleep_record() {
   done
 }
 
-stat_of() { awk -v k="$2" '$1 == k { print $2 }' <<<"${R_STATS[$1]}"; }
-
 # sleep_stop R...: stops those instances, as stop does, one after the
 # other; at the first that fails it stops taking any off.
 sleep_stop() {

@@ -31,7 +31,7 @@ instance_of() {
 }
 
 scan() {
-  local mp source fstype n dev file size used prio majmin state backing
+  local mp source fstype n dev file size used prio majmin state backing line stripes made
   MNT=() LOOPS=() DIO=() SWAP_SIZE=() SWAP_USED=() SWAP_PRIO=() OTHER_MNT=()
   MOUNTED=() LOOP_TAKEN=() MADE_STRIPES=() MADE_BACKEND=()
   while IFS=$'\t' read -r majmin fstype source mp; do
@@ -43,12 +43,12 @@ scan() {
     if [ "$fstype" = fuse.vramfs ]; then MNT[$n]=$mp; else OTHER_MNT[$n]=$fstype; fi
   done < <(mount_table)
   for dev in $(loop_devices); do
-    file=$(loop_backing "$dev") || continue
+    loop_backing "$dev" file || continue
     instance_of "$file" || continue
     n=$INSTANCE
     LOOPS[$n]="${LOOPS[$n]:-}${LOOPS[$n]:+ }$dev"
     LOOP_TAKEN[$dev]=$n
-    DIO[$dev]=$(loop_dio "$dev")
+    loop_dio "$dev" "DIO[$dev]"
   done
   # After umount -l an instance is gone from the mount table, but its loop
   # devices still hold the file, whose path then reads /swapfile.  start
@@ -60,8 +60,15 @@ scan() {
     n=${state#"$DIR/.gpu"}
     n=${n%.loop}
     [[ $n =~ ^[0-9]+$ ]] || continue
-    MADE_STRIPES[$n]=$(grep -c '^/dev/' "$state" 2>/dev/null) || true
-    MADE_BACKEND[$n]=$(sed -n 's/^# backend //p' "$state" 2>/dev/null) || true
+    stripes=0 made=
+    while IFS= read -r line; do
+      case $line in
+        /dev/*) stripes=$((stripes + 1)) ;;
+        "# backend "*) made=${line#"# backend "} ;;
+      esac
+    done 2>/dev/null <"$state"
+    MADE_STRIPES[$n]=$stripes
+    MADE_BACKEND[$n]=$made
     if [ -n "${MNT[$n]:-}" ] || [ -n "${LOOPS[$n]:-}" ]; then continue; fi
     while read -r dev backing; do
       [[ $dev == /dev/* ]] || continue
@@ -73,20 +80,24 @@ scan() {
         continue
       LOOPS[$n]="${LOOPS[$n]:-}${LOOPS[$n]:+ }$dev"
       LOOP_TAKEN[$dev]=$n
-      DIO[$dev]=$(loop_dio "$dev")
+      loop_dio "$dev" "DIO[$dev]"
     done 2>/dev/null <"$state"
   done
+  # The heading line is no loop device either.
   while read -r dev _ size used prio; do
     [[ $dev == /dev/loop* ]] || continue
     # shellcheck disable=SC2034 # stop reads it
     SWAP_SIZE[$dev]=$size
     SWAP_USED[$dev]=$used
     SWAP_PRIO[$dev]=$prio
-  done < <(tail -n +2 /proc/swaps)
+  done </proc/swaps
 }
 
 all_instances() {
-  { printf '%s\n' "${!MNT[@]}" "${!LOOPS[@]}"; } | sed '/^$/d' | sort -n -u
+  local n
+  local -a all=()  # indexed: its keys come out in order
+  for n in "${!MNT[@]}" "${!LOOPS[@]}"; do all[10#$n]=$n; done
+  [ "${#all[@]}" = 0 ] || printf '%s\n' "${all[@]}"
 }
 
 swap_devs_of() { # N: the loop devices of N that are swap now
@@ -128,71 +139,76 @@ find_dirs() {
 # scan first.
 STATE='' STOPPING='' RESIZING=''
 
-# stopping_by N: the pid of another vramswap that is stopping instance N,
-# from DIR/.gpuN.stopping ("PID START", see process_start), while it runs.
+# stopping_by N [VAR]: the pid of another vramswap that is stopping
+# instance N, from DIR/.gpuN.stopping ("PID START", see process_start),
+# while it runs; printed, or put in VAR (empty when none).
 stopping_by() {
-  local pid start
-  read -r pid start 2>/dev/null <"$DIR/.gpu$1.stopping" || return 0
-  [[ $pid =~ ^[0-9]+$ ]] && [ "$pid" != $$ ] || return 0
-  [ "$(process_start "$pid")" = "$start" ] && echo "$pid"
-  return 0
+  local pid_ start_
+  [ -z "${2:-}" ] || printf -v "$2" ''
+  read -r pid_ start_ 2>/dev/null <"$DIR/.gpu$1.stopping" || return 0
+  [[ $pid_ =~ ^[0-9]+$ ]] && [ "$pid_" != $$ ] || return 0
+  [ "$(process_start "$pid_")" != "$start_" ] || answer "${2:-}" "$pid_"
 }
 # resizing_by N: "PID TO_BYTES" of another vramswap that resizes instance N
 # now (DIR/.gpuN.resizing, written by vramswap-resize.sh), or nothing.
 # interrupted_resize N: "TO_BYTES FROM_BYTES REASON" of a resize of N that
 # was killed before it was done, or nothing.
+# Both print, or with a VAR after N put it there (empty when nothing).
 resizing_by() {
-  local pid start to
-  read -r pid start _ to _ 2>/dev/null <"$DIR/.gpu$1.resizing" || return 0
-  [[ $pid =~ ^[0-9]+$ ]] && [ "$pid" != $$ ] || return 0
-  [ "$(process_start "$pid")" = "$start" ] && echo "$pid $to"
-  return 0
+  local pid_ start_ to_
+  [ -z "${2:-}" ] || printf -v "$2" ''
+  read -r pid_ start_ _ to_ _ 2>/dev/null <"$DIR/.gpu$1.resizing" || return 0
+  [[ $pid_ =~ ^[0-9]+$ ]] && [ "$pid_" != $$ ] || return 0
+  [ "$(process_start "$pid_")" != "$start_" ] || answer "${2:-}" "$pid_ $to_"
 }
 interrupted_resize() {
-  local pid start from to reason
-  read -r pid start from to reason 2>/dev/null <"$DIR/.gpu$1.resizing" || return 0
-  [[ $pid =~ ^[0-9]+$ ]] && [[ $to =~ ^[0-9]+$ ]] || return 0
-  [ "$(process_start "$pid")" != "$start" ] || return 0
-  echo "$to $from $reason"
+  local pid_ start_ from_ to_ reason_
+  [ -z "${2:-}" ] || printf -v "$2" ''
+  read -r pid_ start_ from_ to_ reason_ 2>/dev/null <"$DIR/.gpu$1.resizing" || return 0
+  [[ $pid_ =~ ^[0-9]+$ ]] && [[ $to_ =~ ^[0-9]+$ ]] || return 0
+  [ "$(process_start "$pid_")" != "$start_" ] || return 0
+  answer "${2:-}" "$to_ $from_ $reason_"
 }
 
-# stripes_of N: how many stripes N has: those start made, or those
+# stripes_of N [VAR]: how many stripes N has: those start made, or those
 # attached if more.
 stripes_of() {
-  local attached
-  attached=$(wc -w <<<"${LOOPS[$1]:-}")
-  echo $((attached > ${MADE_STRIPES[$1]:-0} ? attached : ${MADE_STRIPES[$1]:-0}))
+  local -a attached_
+  read -r -a attached_ <<<"${LOOPS[$1]:-}"
+  answer "${2:-}" $((${#attached_[@]} > ${MADE_STRIPES[$1]:-0} ? ${#attached_[@]} : ${MADE_STRIPES[$1]:-0}))
 }
 
 # shellcheck disable=SC2034 # metrics lists them
 readonly STATES="active degraded unprotected failed active-no-dio dead unresponsive no-swap no-mount stale-loop stopping resizing unknown"
 check_instance() {
-  local n=$1 swaps dev
+  local n=$1 dev stripes left
+  local -a swaps=()
   STATS=()
   STATS_ERR=
-  STOPPING=$(stopping_by "$n")
+  stopping_by "$n" STOPPING
   # A stop takes it down, step by step: what it looks like meanwhile is no
   # state of its own.
   if [ -n "$STOPPING" ]; then
     STATE=stopping
     return 0
   fi
-  swaps=$(swap_devs_of "$n")
+  swaps=()
+  for dev in ${LOOPS[$n]:-}; do [ -z "${SWAP_USED[$dev]:-}" ] || swaps+=("$dev"); done
   # A resize adds or takes off stripes, one by one: the swap works
   # meanwhile.  Its counters are read as an active one's.
-  RESIZING=$(resizing_by "$n")
-  if [ -n "$RESIZING" ] && [ -n "${MNT[$n]:-}" ] && [ "$(id -u)" = 0 ]; then
+  resizing_by "$n" RESIZING
+  if [ -n "$RESIZING" ] && [ -n "${MNT[$n]:-}" ] && [ "$EUID" = 0 ]; then
     read_stats "${MNT[$n]}" || true
     STATE=resizing
     return 0
   fi
   if [ -n "${MNT[$n]:-}" ]; then
-    if [ "$(id -u)" != 0 ]; then
+    if [ "$EUID" != 0 ]; then
       # Only the user who mounted (root) may open .stats.
       STATE=unknown
       STATS_ERR="only root may read $DIR/gpu$n/.stats"
     elif ! read_stats "${MNT[$n]}"; then
-      STOPPING=$(stopping_by "$n")
+      stopping_by "$n" STOPPING
       if [ -n "$STOPPING" ]; then
         # A stop began after the first look, and may have unmounted it.
         STATE=stopping
@@ -209,15 +225,17 @@ check_instance() {
       # No server could replace the dead one: vramfs answers every read
       # with an error and takes the swap off itself.
       STATE=failed
-    elif [ -z "$swaps" ]; then
+    elif [ "${#swaps[@]}" = 0 ]; then
       STATE=no-swap
     else
       STATE=active
       # Fewer stripes swap than start made or than are attached: one was
       # taken off (by hand: swapoff, losetup -d).
-      [ "$(wc -w <<<"$swaps")" -ge "$(stripes_of "$n")" ] || STATE=degraded
+      stripes_of "$n" stripes
+      [ "${#swaps[@]}" -ge "$stripes" ] || STATE=degraded
       # A resize that was killed half-way (advice says how to finish it).
-      [ -z "$(interrupted_resize "$n")" ] || STATE=degraded
+      interrupted_resize "$n" left
+      [ -z "$left" ] || STATE=degraded
       if [ "${STATS[failover]:-0}" = 1 ] && [ "${STATS[keeper_alive]:-1}" = 0 ]; then
         STATE=unprotected
       fi
@@ -226,7 +244,7 @@ check_instance() {
       done
     fi
   elif [ -n "${LOOPS[$n]:-}" ]; then
-    if [ -n "$swaps" ]; then STATE=no-mount; else STATE=stale-loop; fi
+    if [ "${#swaps[@]}" != 0 ]; then STATE=no-mount; else STATE=stale-loop; fi
   else
     STATE=none
   fi
@@ -286,7 +304,7 @@ ACTIVE=0
 # the same whether the daemon answers or not and whoever asks.  The backend
 # is the one start recorded, else what .stats says.
 collect_status() {
-  local n dev size used held loops dios prios key stats bytes attached
+  local n dev size used held loops dios prios key stats bytes attached line
   for n in $(all_instances); do
     check_instance "$n"
     # Gone since scan.
@@ -295,7 +313,7 @@ collect_status() {
     for dev in ${LOOPS[$n]:-}; do
       loops+=("$dev")
       dios+=("${DIO[$dev]}")
-      bytes=$(loop_bytes "$dev")
+      loop_bytes "$dev" bytes
       attached=$((${attached:-0} + bytes))
       [ -n "${SWAP_USED[$dev]:-}" ] || continue
       used=$((${used:-0} + SWAP_USED[$dev] * 1024))
@@ -323,7 +341,8 @@ collect_status() {
     R_STATE+=("$STATE")
     R_STATS+=("$(sort <<<"$stats")")
     R_MAX+=("${STATS[max_size_bytes]:-}")
-    R_RESIZE+=("$(head -n 1 "$DIR/.gpu$n.resize" 2>/dev/null || true)")
+    read_line line "$DIR/.gpu$n.resize" || true
+    R_RESIZE+=("$line")
     R_ELASTIC+=("$(elastic_summary "$n")")
     case $STATE in
       active) R_ADVICE+=("") ;;
@@ -343,6 +362,17 @@ elastic_summary() {
   done 2>/dev/null <"$DIR/.gpu$1.elastic"
   [[ ${e[pid]:-} =~ ^[0-9]+$ ]] && [ "$(process_start "${e[pid]}")" = "${e[start]:-}" ] || return 0
   echo "${e[headroom]:-0} ${e[free]:-0} ${e[total]:-0} ${e[time]:-0} ${e[note]:-}"
+}
+
+# stat_of R KEY [VAR]: the value of counter KEY in record R's R_STATS,
+# printed or put in VAR; empty when it has none.
+stat_of() {
+  local key_ value_
+  while read -r key_ value_; do
+    [ "$key_" != "$2" ] || break
+  done <<<"${R_STATS[$1]}"
+  [ "$key_" = "$2" ] || value_=
+  answer "${3:-}" "$value_"
 }
 
 # VRAM_LOOPS[DEV]: every loop device of a VRAM swap that collect_all saw,

@@ -4,31 +4,45 @@
 # Prometheus text format.  Sourced by vramswap after vramswap-lib.sh and
 # vramswap-state.sh.
 
-# joined SEPARATOR LIST: the blank-separated words of LIST joined by
+# joined SEPARATOR LIST [VAR]: the blank-separated words of LIST joined by
 # SEPARATOR, or '-'.
 joined() {
-  local words
-  read -r -a words <<<"$2"
+  local words_
+  read -r -a words_ <<<"$2"
   local IFS=$1
-  if [ "${#words[@]}" -eq 0 ]; then echo -; else echo "${words[*]}"; fi
+  if [ "${#words_[@]}" -eq 0 ]; then answer "${3:-}" -; else answer "${3:-}" "${words_[*]}"; fi
 }
 
-# hit_rate R: the cache's hit rate of record R as a percentage, or nothing.
+# hit_rate R [VAR]: the cache's hit rate of record R as a percentage, or
+# nothing.
 hit_rate() {
-  local hits=${R_HITS[$1]} misses=${R_MISSES[$1]}
-  if [ -n "$hits" ] && [ -n "$misses" ] && [ $((hits + misses)) -gt 0 ]; then
-    echo "$((hits * 100 / (hits + misses)))"
+  local hits_=${R_HITS[$1]} misses_=${R_MISSES[$1]}
+  if [ -n "$hits_" ] && [ -n "$misses_" ] && [ $((hits_ + misses_)) -gt 0 ]; then
+    answer "${2:-}" "$((hits_ * 100 / (hits_ + misses_)))"
+  elif [ -n "${2:-}" ]; then
+    printf -v "$2" ''
   fi
 }
 
+# A row is built in variables, not with $(...): each of those is a fork.
 status_table() {
-  local r f row wm=10 wl=10 rows=() dios rate
+  local r f row wm=10 wl=10 rows=() dio dios rate loops prios size max used held notes
+  local -A seen
   for r in "${!R_GPU[@]}"; do
     # One DIO value when every stripe agrees.
-    dios=$(tr ' ' '\n' <<<"${R_DIOS[$r]}" | sort -u | sed '/^$/d' | xargs)
-    [[ $dios == *" "* ]] && dios=${R_DIOS[$r]}
-    rate=$(hit_rate "$r")
-    rows+=("${R_GPU[$r]}|${R_BACKEND[$r]:--}|${R_MNT[$r]}|$(joined , "${R_LOOPS[$r]}")|$(joined , "$dios")|$(iec "${R_SIZE[$r]:--}")|$(iec "${R_MAX[$r]:--}")|$(iec "${R_USED[$r]:--}")|$(joined , "${R_PRIOS[$r]}")|$(iec "${R_HELD[$r]:--}")|${rate:--}${rate:+%}|${R_ERRORS[$r]:--}|${R_RESTARTS[$r]:--}|${R_STATE[$r]}")
+    dios=${R_DIOS[$r]}
+    seen=()
+    for dio in ${R_DIOS[$r]}; do seen[$dio]=1; done
+    [ "${#seen[@]}" != 1 ] || dios=${!seen[*]}
+    hit_rate "$r" rate
+    joined , "${R_LOOPS[$r]}" loops
+    joined , "$dios" dios
+    joined , "${R_PRIOS[$r]}" prios
+    iec "${R_SIZE[$r]:--}" size
+    iec "${R_MAX[$r]:--}" max
+    iec "${R_USED[$r]:--}" used
+    iec "${R_HELD[$r]:--}" held
+    rows+=("${R_GPU[$r]}|${R_BACKEND[$r]:--}|${R_MNT[$r]}|$loops|$dios|$size|$max|$used|$prios|$held|${rate:--}${rate:+%}|${R_ERRORS[$r]:--}|${R_RESTARTS[$r]:--}|${R_STATE[$r]}")
   done
   for row in "${rows[@]}"; do
     IFS='|' read -r -a f <<<"$row"
@@ -43,7 +57,8 @@ status_table() {
     # shellcheck disable=SC2059
     printf "$fmt" "${f[@]}"
   done
-  if printf '%s' "${R_ADVICE[@]}" "${R_RESIZE[@]}" "${R_ELASTIC[@]}" | grep -q .; then
+  printf -v notes '%s' "${R_ADVICE[@]}" "${R_RESIZE[@]}" "${R_ELASTIC[@]}"
+  if [ -n "$notes" ]; then
     echo
     for r in "${!R_ADVICE[@]}"; do
       [ -z "${R_ADVICE[$r]}" ] || echo "${R_ADVICE[$r]}"
@@ -61,7 +76,7 @@ standby_notes() {
   local r standby
   for r in "${!R_GPU[@]}"; do
     [ "${R_FAILOVER[$r]}" = 1 ] || continue
-    standby=$(awk '$1 == "standby" { print $2 }' <<<"${R_STATS[$r]}")
+    stat_of "$r" standby standby
     case $standby in
       starting) echo "gpu${R_GPU[$r]}: the standby server is starting: until it is ready a takeover pauses the swap about 0.3 s" ;;
       unavailable) echo "gpu${R_GPU[$r]}: no standby server can run (the GPU admits one process at a time): a takeover pauses the swap about 0.3 s" ;;

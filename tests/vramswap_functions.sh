@@ -21,8 +21,8 @@ echo "STRIPES=1" >"$VRAMSWAP_CONF"
 vs() {
   RC=0
   "$VRAMSWAP" "$@" >"$BASE/out" 2>"$BASE/err" || RC=$?
-  OUT=$(cat "$BASE/out")
-  ERR=$(cat "$BASE/err")
+  OUT=$(<"$BASE/out")
+  ERR=$(<"$BASE/err")
 }
 # probes_of_a_stopped_daemon / probes_of_a_running_daemon: what vramswap
 # asks a daemon that the test stopped (SIGSTOP) can only time out; a
@@ -52,8 +52,8 @@ within() {
   SECONDS=0
   RC=0
   timeout 120 "$VRAMSWAP" "$@" >"$BASE/out" 2>"$BASE/err" || RC=$?
-  OUT=$(cat "$BASE/out")
-  ERR=$(cat "$BASE/err")
+  OUT=$(<"$BASE/out")
+  ERR=$(<"$BASE/err")
   [ "$RC" != 124 ] || { show "$@"; fail "vramswap $* hangs"; }
   [ "$SECONDS" -le "$limit" ] || { show "$@"; fail "vramswap $* took $SECONDS s"; }
   echo "vramswap $*: exit $RC in $SECONDS s"
