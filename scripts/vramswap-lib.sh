@@ -262,15 +262,42 @@ swap_used_kib() { awk -v d="$1" 'NR > 1 && $1 == d { print $4 }' /proc/swaps; }
 # read_stats MOUNTPOINT: the mount's .stats into the array STATS; on failure
 # STATS_ERR says why ("Transport endpoint is not connected" when the daemon
 # is gone, "no answer within N s" when it hangs).
+#
+# Under the deadline of bounded, but with no program run: a child of this
+# shell reads the file (bash's $(<FILE)) and sends it back through a pipe,
+# which this shell reads with read -t.  Status and tests poll .stats many
+# times a second, and timeout and cat cost more forks than the read.  A
+# child that misses the deadline is killed (SIGKILL; one stuck in a request
+# the daemon had taken waits on regardless), holding none of this shell's
+# descriptors but the pipe, which is closed here.
 declare -A STATS=()
 STATS_ERR=
 read_stats() {
-  local out key value
+  local out='' rc=137 key value fd pid
   STATS=()
   STATS_ERR=
-  if ! out=$(bounded cat "$1/.stats" 2>&1); then
+  exec {fd}< <(
+    close_inherited
+    exec </dev/null 2>/dev/null
+    # Under set -e a $(<FILE) that cannot open FILE would end this child
+    # before it says why.
+    set +e
+    LC_ALL=C
+    status=0
+    { text=$(<"$1/.stats"); } 2>&1 || status=1
+    printf '%s\0%d\n' "${text:-}" "$status"
+  )
+  pid=$!
+  if IFS= read -r -d '' -t "$VRAMFS_PROBE_TIMEOUT" -u "$fd" out; then
+    IFS= read -r -t 1 -u "$fd" rc || rc=137
+  else
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  exec {fd}<&-
+  if [ "$rc" != 0 ]; then
+    out=${out%$'\n'}
     STATS_ERR=${out##*: }
-    [ -n "$STATS_ERR" ] || STATS_ERR="no answer within $VRAMFS_PROBE_TIMEOUT s"
+    [ "$rc" != 137 ] && [ -n "$STATS_ERR" ] || STATS_ERR="no answer within $VRAMFS_PROBE_TIMEOUT s"
     return 1
   fi
   while read -r key value; do

@@ -292,12 +292,26 @@ unlimit_cgroup() {
   if [ -f "$1/memory.max" ]; then echo max >"$1/memory.max"; else echo -1 >"$1/memory.limit_in_bytes"; fi
 }
 
+# stat_now MOUNTPOINT KEY: KEY's value in .stats now, or nothing (and no
+# failure) where the mount does not answer, as while a server is being
+# replaced, or has no KEY: for polls.
+stat_now() { stat_value "$1" "$2" 2>/dev/null || true; }
+
+# nap SECONDS: sleeps without running sleep(1), which costs a fork and an
+# exec: the polls of the tests nap tens of times a second, and on a 2-CPU
+# machine those cost more than what they wait for.  read -t on a pipe that
+# nothing writes to (the first nap of a shell opens it).
+nap() {
+  [ -n "${NAP_FD:-}" ] || exec {NAP_FD}<> <(:)
+  read -r -t "$1" -u "$NAP_FD" _ || true
+}
+
 # wait_for SECONDS COMMAND...: until COMMAND succeeds (run again each time:
 # pass a function, not an expanded test), or fails after SECONDS.
 wait_for() {
   local limit=$(($1 * 20)) i
   shift
-  for ((i = 0; i < limit; i++)); do "$@" && return 0; sleep 0.05; done
+  for ((i = 0; i < limit; i++)); do "$@" && return 0; nap 0.05; done
   return 1
 }
 

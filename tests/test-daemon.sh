@@ -15,7 +15,7 @@ mkdir -p "$mnt"
 "$VRAMFS" "$mnt" -f -o "backend=$VRAMFS_TEST_BACKEND,size=128M,threads=6" 2>"$dir/log" &
 pid=$!
 register mount "$mnt"
-for _ in $(seq 100); do [ -e "$mnt/swapfile" ] && break; sleep 0.1; done
+for _ in $(seq 100); do [ -e "$mnt/swapfile" ] && break; nap 0.1; done
 [ -e "$mnt/swapfile" ] || fail "the mount did not come up: $(cat "$dir/log")"
 
 info "memory is locked"
@@ -68,7 +68,7 @@ if umount "$mnt" 2>/dev/null; then fail "umount succeeded while the loop device 
 
 info "once the loop device is gone, SIGTERM unmounts and exits cleanly"
 losetup -d "$loop"
-for _ in $(seq 50); do [ "$(stat_value "$mnt" open_count)" = 0 ] && break; sleep 0.1; done
+for _ in $(seq 50); do [ "$(stat_value "$mnt" open_count)" = 0 ] && break; nap 0.1; done
 kill -TERM "$pid"
 status=0
 wait "$pid" || status=$?
@@ -83,11 +83,11 @@ info "a start abandoned by its caller (Ctrl-C on vramfs) leaves nothing mounted"
 VRAMFS_INJECT_FAULT=slow_start:1500 "$VRAMFS" "$mnt" -o "backend=$VRAMFS_TEST_BACKEND,size=64M" \
   2>"$dir/abandoned" &
 caller=$!
-for _ in $(seq 100); do grep -q " $mnt fuse.vramfs " /proc/mounts && break; sleep 0.05; done
+for _ in $(seq 100); do grep -q " $mnt fuse.vramfs " /proc/mounts && break; nap 0.05; done
 grep -q " $mnt fuse.vramfs " /proc/mounts || fail "the daemon never mounted: $(cat "$dir/abandoned")"
 kill -TERM "$caller"
 wait "$caller" || true
-for _ in $(seq 60); do grep -q " $mnt fuse.vramfs " /proc/mounts || break; sleep 0.1; done
+for _ in $(seq 60); do grep -q " $mnt fuse.vramfs " /proc/mounts || break; nap 0.1; done
 if grep -q " $mnt fuse.vramfs " /proc/mounts; then
   ls "$mnt" >/dev/null 2>&1 || echo "(and the mount is dead)"
   fail "an interrupted start left $mnt mounted"
@@ -108,6 +108,6 @@ else
   logged() { kernel_log | grep -q "vramfs\[$pid\]: serving $mnt"; }
   wait_for 3 logged || fail "the daemon's last line is not in the kernel log while it runs"
   umount "$mnt"
-  for _ in $(seq 30); do kernel_log | grep -q "vramfs\[$pid\]: .*unmounted" && break; sleep 0.1; done
+  for _ in $(seq 30); do kernel_log | grep -q "vramfs\[$pid\]: .*unmounted" && break; nap 0.1; done
   kernel_log | grep -q "vramfs\[$pid\]: serving $mnt" || fail "the daemon's start is not in the kernel log"
 fi

@@ -13,26 +13,17 @@ mkdir -p "$mnt"
 file=$mnt/swapfile
 opts="backend=$VRAMFS_TEST_BACKEND,failover"
 
-stats_now() { timeout -s KILL 5 cat "$mnt/.stats" 2>/dev/null | awk -v k="$1" '$1 == k { print $2 }'; }
 mounted() { grep -q " $mnt fuse.vramfs " /proc/mounts; }
-# wait_for SECONDS COMMAND...: until COMMAND succeeds (run again each time:
-# pass a function, not an expanded test), or fail.
-wait_for() {
-  local limit=$(($1 * 10)) i
-  shift
-  for ((i = 0; i < limit; i++)); do "$@" && return 0; sleep 0.1; done
-  return 1
-}
 
 info "the server killed during the mount: the start fails, and nothing stays mounted"
 VRAMFS_INJECT_FAULT=slow_start:2000 "$VRAMFS" "$mnt" -o "$opts,size=64M" 2>"$dir/start.err" &
 caller=$!
 register mount "$mnt"
 wait_for 10 mounted || fail "the server never mounted: $(cat "$dir/start.err")"
-answers() { [ -n "$(stats_now pid)" ]; }
+answers() { [ -n "$(stat_now "$mnt" pid)" ]; }
 wait_for 10 answers || fail "the server does not answer"
-server=$(stats_now pid)
-keeper=$(stats_now keeper_pid)
+server=$(stat_now "$mnt" pid)
+keeper=$(stat_now "$mnt" keeper_pid)
 kill -KILL "$server"
 status=0
 wait "$caller" || status=$?
@@ -50,17 +41,17 @@ mount_vramfs "$mnt" "size=256M,cache=8M,failover"
 stress=$!
 for delay in 2 3; do
   sleep "$delay"
-  server=$(stats_now pid)
+  server=$(stat_now "$mnt" pid)
   kill -KILL "$server"
-  replaced() { local now; now=$(stats_now pid); [ -n "$now" ] && [ "$now" != "$1" ]; }
+  replaced() { local now; now=$(stat_now "$mnt" pid); [ -n "$now" ] && [ "$now" != "$1" ]; }
   wait_for 5 replaced "$server" || fail "no server took over under the flood"
 done
 status=0
 wait "$stress" || status=$?
 cat "$dir/stress"
 [ "$status" = 0 ] || fail "the stress run failed (exit $status) across the kills"
-[ "$(stats_now restarts)" = 2 ] || fail "restarts is $(stats_now restarts), expected 2"
-[ "$(stats_now errors)" = 0 ] || fail "vramfs counted $(stats_now errors) errors"
+[ "$(stat_now "$mnt" restarts)" = 2 ] || fail "restarts is $(stat_now "$mnt" restarts), expected 2"
+[ "$(stat_now "$mnt" errors)" = 0 ] || fail "vramfs counted $(stat_now "$mnt" errors) errors"
 
 info "the server killed during swapoff: swapoff finishes and every page comes back"
 loop=$(attach_loop "$file")
@@ -75,7 +66,7 @@ unlimit_cgroup "$cg"  # swapoff charges the pages back to their cgroup
 swapoff "$loop" &
 swapoff_pid=$!
 sleep 0.3
-kill -KILL "$(stats_now pid)"
+kill -KILL "$(stat_now "$mnt" pid)"
 timeout 60 tail --pid="$swapoff_pid" -f /dev/null || fail "swapoff hung after the server was killed"
 wait "$swapoff_pid" || fail "swapoff failed after the server was killed"
 kill -CONT "$swapper"
@@ -85,19 +76,19 @@ status=0
 wait "$swapper" || status=$?
 grep -q "came back changed" "$dir/swapper" && fail "a page came back changed: $(cat "$dir/swapper")"
 [ "$status" != 135 ] || fail "the swapping process got SIGBUS"
-[ "$(stats_now errors)" = 0 ] || fail "vramfs counted errors during swapoff"
+[ "$(stat_now "$mnt" errors)" = 0 ] || fail "vramfs counted errors during swapoff"
 losetup -d "$loop"
 umount "$mnt"
 
 info "the keeper killed: the server goes on, but says it can no longer be replaced"
 mount_vramfs "$mnt" "size=64M,failover"
-keeper=$(stats_now keeper_pid)
+keeper=$(stat_now "$mnt" keeper_pid)
 kill -KILL "$keeper"
-keeper_dead() { [ "$(stats_now keeper_alive)" = 0 ]; }
+keeper_dead() { [ "$(stat_now "$mnt" keeper_alive)" = 0 ]; }
 wait_for 5 keeper_dead || fail ".stats still says keeper_alive 1"
 "$VRAMFS_IO" fill "$file" 0 $((4 << 20)) 9
 "$VRAMFS_IO" verify "$file" 0 $((4 << 20)) 9
-server=$(stats_now pid)
+server=$(stat_now "$mnt" pid)
 umount "$mnt"
 wait_for 10 gone "$server" || fail "the server still runs after the unmount"
 
@@ -105,11 +96,11 @@ info "no server can start any more: failed mode answers EIO at once and takes th
 VRAMFS_INJECT_FAULT=takeover:1 mount_vramfs "$mnt" "size=128M,failover"
 loop=$(attach_loop "$file")
 enable_swap "$loop" --priority 32000
-kill -KILL "$(stats_now pid)"
+kill -KILL "$(stat_now "$mnt" pid)"
 # Five servers die at their start, with growing pauses; then failed mode.
-failed_mode() { [ "$(stats_now state)" = failed ]; }
+failed_mode() { [ "$(stat_now "$mnt" state)" = failed ]; }
 swap_off() { ! grep -q "^$loop " /proc/swaps; }
-wait_for 30 failed_mode || fail "no failed mode: state is $(stats_now state)"
+wait_for 30 failed_mode || fail "no failed mode: state is $(stat_now "$mnt" state)"
 wait_for 20 swap_off || fail "failed mode did not take $loop off"
 start=$(date +%s)
 if timeout 20 dd if="$file" of=/dev/null bs=4K count=1 skip=$((16 << 10)) iflag=direct status=none 2>/dev/null; then

@@ -15,19 +15,18 @@ dir=$(make_tempdir)
 mnt=$dir/mnt
 file=$mnt/swapfile
 
-stats_now() { timeout -s KILL 5 cat "$mnt/.stats" 2>/dev/null | awk -v k="$1" '$1 == k { print $2 }'; }
 
 # keeper_chunks: the memory chunks the keeper holds (host: memfds it maps).
-keeper_chunks() { kept_chunks "$(stats_now keeper_pid)"; }
+keeper_chunks() { kept_chunks "$(stat_now "$mnt" keeper_pid)"; }
 
 # expect_holding SIZE_MIB WHAT: the size, the memory held and the keeper's
 # chunks all say SIZE_MIB.
 expect_holding() {
   local want=$(($1 * MiB)) chunk
-  chunk=$(stats_now chunk_bytes)
+  chunk=$(stat_now "$mnt" chunk_bytes)
   [ "$(stat -c %s "$file")" = "$want" ] || fail "$2: the file is $(stat -c %s "$file") bytes, not $want"
-  [ "$(stats_now size_bytes)" = "$want" ] || fail "$2: size_bytes is $(stats_now size_bytes), not $want"
-  [ "$(stats_now held_bytes)" = "$want" ] || fail "$2: held_bytes is $(stats_now held_bytes), not $want"
+  [ "$(stat_now "$mnt" size_bytes)" = "$want" ] || fail "$2: size_bytes is $(stat_now "$mnt" size_bytes), not $want"
+  [ "$(stat_now "$mnt" held_bytes)" = "$want" ] || fail "$2: held_bytes is $(stat_now "$mnt" held_bytes), not $want"
   # The chunks are counted as memfds: RAM (backend=host).  VRAM's are CUDA
   # handles; test-vramswap-elastic-gpu sees the GPU get them back.
   if [ "$VRAMFS_TEST_BACKEND" = host ]; then
@@ -40,8 +39,8 @@ expect_holding() {
   echo "ok: $2: $1 MiB, held and kept in $((want / chunk)) chunks"
 }
 
-replaced_since() { local now; now=$(stats_now pid); [ -n "$now" ] && [ "$now" != "$1" ]; }
-standby_ready() { [ "$(stats_now standby)" = ready ]; }
+replaced_since() { local now; now=$(stat_now "$mnt" pid); [ -n "$now" ] && [ "$now" != "$1" ]; }
+standby_ready() { [ "$(stat_now "$mnt" standby)" = ready ]; }
 
 # mount_crashing STANDBY: the first server's first resize aborts half-way
 # (resize_crash); its successors, which inherit the keeper's environment,
@@ -60,18 +59,18 @@ for standby in 0 1; do
 info "standby=$standby: a shrink to 32 MiB whose server dies half-way"
 mount_crashing "$standby"
 expect_holding 64 "mounted"
-server=$(stats_now pid)
+server=$(stat_now "$mnt" pid)
 "$VRAMFS_IO" fill "$file" 0 $((64 * MiB)) 5 direct
 timeout 30 truncate -s 32M "$file" || fail "truncate to 32M failed across the server's death"
 wait_for 10 replaced_since "$server" || fail "the server did not die in the resize (no takeover)"
-[ "$(stats_now restarts)" = 1 ] || fail "restarts is $(stats_now restarts), expected 1"
+[ "$(stat_now "$mnt" restarts)" = 1 ] || fail "restarts is $(stat_now "$mnt" restarts), expected 1"
 expect_holding 32 "after the takeover finished the shrink"
 "$VRAMFS_IO" verify "$file" 0 $((32 * MiB)) 5 direct || fail "data below the new end lost"
 
 info "standby=$standby: a grow to 128 MiB whose server dies half-way (on a new mount)"
 unmount "$mnt" || fail "cannot unmount"
 mount_crashing "$standby"
-server=$(stats_now pid)
+server=$(stat_now "$mnt" pid)
 "$VRAMFS_IO" fill "$file" 0 $((64 * MiB)) 6 direct
 timeout 30 truncate -s 128M "$file" || fail "truncate to 128M failed across the server's death"
 wait_for 10 replaced_since "$server" || fail "the server did not die in the resize (no takeover)"
@@ -99,7 +98,7 @@ for ((i = 0; i < 3; i++)); do
   # is resizing around a takeover, not a server started cold (with CUDA,
   # about 300 ms).
   wait_for 20 standby_ready || fail "no standby became ready"
-  server=$(stats_now pid)
+  server=$(stat_now "$mnt" pid)
   kill -KILL "$server"
   wait_for 10 replaced_since "$server" || fail "no takeover after kill -9"
   expect_holding 64 "shrunk, then the server killed"
@@ -110,5 +109,5 @@ status=0
 wait "$swapper" || status=$?
 cat "$dir/swapper"
 if [ "$status" != 0 ] || ! grep -q verified "$dir/swapper"; then fail "the swapping process lost pages (exit $status)"; fi
-[ "$(stats_now errors)" = 0 ] || fail "vramfs counted $(stats_now errors) errors"
+[ "$(stat_now "$mnt" errors)" = 0 ] || fail "vramfs counted $(stat_now "$mnt" errors) errors"
 echo PASS

@@ -15,7 +15,6 @@ requires_gpu
 dir=$(make_tempdir)
 mnt=$dir/mnt
 file=$mnt/swapfile
-stats_now() { timeout -s KILL 5 cat "$mnt/.stats" 2>/dev/null | awk -v k="$1" '$1 == k { print $2 }'; }
 free_mib() { nvidia-smi --query-gpu=memory.free --format=csv,noheader,nounits -i 0 | tr -d ' '; }
 
 for mode in reserved lazy; do
@@ -26,20 +25,20 @@ for mode in reserved lazy; do
   mount_vramfs "$mnt" "backend=cuda,size=4G,cache=16M,failover$extra"
   # Past the cache: fsync puts every byte in VRAM.
   "$VRAMFS_IO" fill "$file" $((256 << 20)) $((2 << 30)) 17 direct  # and fsync
-  [ "$(stats_now dirty_bytes)" -le $((16 << 20)) ] || fail "dirty_bytes $(stats_now dirty_bytes)"
-  held=$(stats_now vram_bytes)
+  [ "$(stat_now "$mnt" dirty_bytes)" -le $((16 << 20)) ] || fail "dirty_bytes $(stat_now "$mnt" dirty_bytes)"
+  held=$(stat_now "$mnt" vram_bytes)
   sleep 1
   free_before=$(free_mib)
-  server=$(stats_now pid)
+  server=$(stat_now "$mnt" pid)
   kill -KILL "$server"
   for _ in $(seq 100); do
-    now=$(stats_now pid)
+    now=$(stat_now "$mnt" pid)
     [ -n "$now" ] && [ "$now" != "$server" ] && break
-    sleep 0.1
+    nap 0.1
   done
-  [ "$(stats_now restarts)" = 1 ] || fail "no takeover after the kill"
-  info "took over in $(stats_now last_takeover_ms) ms; VRAM held: $((held >> 20)) MiB before, $(( $(stats_now vram_bytes) >> 20 )) MiB after"
-  [ "$(stats_now vram_bytes)" = "$held" ] || fail "the new server holds $(stats_now vram_bytes) bytes of VRAM, not $held"
+  [ "$(stat_now "$mnt" restarts)" = 1 ] || fail "no takeover after the kill"
+  info "took over in $(stat_now "$mnt" last_takeover_ms) ms; VRAM held: $((held >> 20)) MiB before, $(( $(stat_now "$mnt" vram_bytes) >> 20 )) MiB after"
+  [ "$(stat_now "$mnt" vram_bytes)" = "$held" ] || fail "the new server holds $(stat_now "$mnt" vram_bytes) bytes of VRAM, not $held"
   "$VRAMFS_IO" verify "$file" $((256 << 20)) $((2 << 30)) 17 direct
   "$VRAMFS_IO" zeros "$file" 0 $((1 << 20))
   sleep 1
@@ -49,9 +48,9 @@ for mode in reserved lazy; do
   # more) must be neither freed nor taken twice.
   diff=$((free_after - free_before))
   [ "${diff#-}" -lt 512 ] || fail "free VRAM moved by $diff MiB across the takeover"
-  [ "$(stats_now errors)" = 0 ] || fail "vramfs counted errors"
+  [ "$(stat_now "$mnt" errors)" = 0 ] || fail "vramfs counted errors"
   umount "$mnt"
-  for _ in $(seq 100); do [ "$(free_mib)" -ge $((free_before_mount - 256)) ] && break; sleep 0.1; done
+  for _ in $(seq 100); do [ "$(free_mib)" -ge $((free_before_mount - 256)) ] && break; nap 0.1; done
   [ "$(free_mib)" -ge $((free_before_mount - 256)) ] ||
     fail "after the unmount the GPU has $(free_mib) MiB free, against $free_before_mount before: VRAM leaked"
 done

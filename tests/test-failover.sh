@@ -34,9 +34,8 @@ log_readable=1
 kernel_log >/dev/null || log_readable=0
 log_before=$(kernel_log | wc -l)
 
-# .stats with a deadline: while no server runs, a read waits for the next.
-stats_of() { timeout -s KILL 5 cat "$mnt/.stats" 2>/dev/null || true; }
-stat_now() { stats_of | awk -v k="$1" '$1 == k { print $2 }'; }
+# stat_now reads .stats with a deadline: while no server runs, a read
+# waits for the next.
 
 info "$procs processes, each $work_mib MiB in a $limit_mib MiB cgroup, for $seconds s; $kill_count SIGKILLs of the server"
 pids=()
@@ -50,24 +49,24 @@ done
 sleep 3
 worst_ms=0
 takeovers_us=() pauses_ms=()
-standby_settled() { local s; s=$(stat_now standby); [ "$s" = ready ] || [ "$s" = off ] || [ "$s" = unavailable ]; }
+standby_settled() { local s; s=$(stat_now "$mnt" standby); [ "$s" = ready ] || [ "$s" = off ] || [ "$s" = unavailable ]; }
 for ((k = 1; k <= kill_count; k++)); do
-  wait_for 30 standby_settled || fail "kill $k: the standby server is still $(stat_now standby) after 30 s"
-  server=$(stat_now pid)
+  wait_for 30 standby_settled || fail "kill $k: the standby server is still $(stat_now "$mnt" standby) after 30 s"
+  server=$(stat_now "$mnt" pid)
   if [ -z "$server" ] || ! alive "$server"; then fail "kill $k: no server to kill"; fi
   [ "$server" != "$keeper" ] || fail "kill $k: .stats names the keeper as the server"
   used=$(swap_used_kib "$loop")
   kill -KILL "$server"
   start=$(date +%s%N)
   # Swap resumes when a new server answers: .stats is served by it.
-  until [ "$(stat_now restarts)" = "$k" ] && [ "$(stat_now pid)" != "$server" ]; do
+  until [ "$(stat_now "$mnt" restarts)" = "$k" ] && [ "$(stat_now "$mnt" pid)" != "$server" ]; do
     [ $(( ($(date +%s%N) - start) / 1000000 )) -lt 5000 ] ||
       fail "kill $k: no server took over within 5 s"
-    sleep 0.02
+    nap 0.02
   done
-  took=$(stat_now last_takeover_ms)
-  takeovers_us+=("$(stat_now last_takeover_us)")
-  pauses_ms+=("$(stat_now last_pause_ms)")
+  took=$(stat_now "$mnt" last_takeover_ms)
+  takeovers_us+=("$(stat_now "$mnt" last_takeover_us)")
+  pauses_ms+=("$(stat_now "$mnt" last_pause_ms)")
   info "kill $k: server $server killed with $((${used:-0} / 1024)) MiB in swap; a new one took over in $took ms (${takeovers_us[-1]} us; first answer ${pauses_ms[-1]} ms after the death)"
   [ "$took" -lt 1000 ] || fail "kill $k: the takeover took $took ms, not under a second"
   [ "$took" -le "$worst_ms" ] || worst_ms=$took
@@ -98,6 +97,6 @@ info "swapoff reads every page back, served by the last server"
 swapoff "$loop"
 losetup -d "$loop"
 umount "$mnt"
-for _ in $(seq 50); do alive "$keeper" || break; sleep 0.1; done
+for _ in $(seq 50); do alive "$keeper" || break; nap 0.1; done
 alive "$keeper" && fail "the keeper still runs after the unmount"
 echo PASS

@@ -46,7 +46,7 @@ VRAMFS_INJECT_FAULT=stall:1 "$VRAMFS" "$mnt" -f \
   -o "backend=$VRAMFS_TEST_BACKEND,size=64M,cache=1M,copy_timeout=1" 2>"$dir/stall.log" &
 daemon=$!
 register mount "$mnt"
-for _ in $(seq 100); do [ -e "$file" ] && break; sleep 0.1; done
+for _ in $(seq 100); do [ -e "$file" ] && break; nap 0.1; done
 start=$(date +%s)
 if timeout 30 dd if=/dev/urandom of="$file" bs=64K count=32 oflag=direct conv=notrunc,fsync \
   status=none 2>/dev/null; then

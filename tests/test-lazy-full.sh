@@ -25,7 +25,7 @@ cleanup_first() { release_hog; }
 # In the foreground, so that its log can be read.
 "$VRAMFS" "$mnt" -f -o "backend=cuda,lazy,size=${size_mib}M,cache=16M" 2>"$dir/log" &
 register mount "$mnt"
-for _ in $(seq 100); do [ -e "$file" ] && break; sleep 0.1; done
+for _ in $(seq 100); do [ -e "$file" ] && break; nap 0.1; done
 [ -e "$file" ] || fail "the mount did not come up: $(cat "$dir/log")"
 [ "$(stat_value "$mnt" vram_bytes)" = 0 ] || fail "a lazy mount holds VRAM before any write"
 
@@ -34,7 +34,7 @@ mkfifo "$dir/hold"
 "$VRAM_HOG" 0 "$leave_mib" <"$dir/hold" >"$dir/hog" 2>&1 &
 hog=$!
 exec 7>"$dir/hold"  # the hog holds its memory until this closes
-for _ in $(seq 600); do grep -q holding "$dir/hog" && break; sleep 0.1; done
+for _ in $(seq 600); do grep -q holding "$dir/hog" && break; nap 0.1; done
 grep -q holding "$dir/hog" || fail "vram-hog did not take the memory: $(cat "$dir/hog")"
 cat "$dir/hog"
 

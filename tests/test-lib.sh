@@ -69,7 +69,7 @@ cleanup_first() { kill "$decoy" 2>/dev/null; }
 (cd "$dir" && exec "$VRAMFS" mnt -f -o "backend=$VRAMFS_TEST_BACKEND${VRAMFS_TEST_TRANSPORT:+,transport=$VRAMFS_TEST_TRANSPORT},size=16M") 2>"$dir/log" &
 daemon=$!
 register mount "$dir/mnt"
-for _ in $(seq 100); do is_mounted "$dir/mnt" && break; sleep 0.1; done
+for _ in $(seq 100); do is_mounted "$dir/mnt" && break; nap 0.1; done
 is_mounted "$dir/mnt" || fail "the mount did not come up: $(cat "$dir/log")"
 [ "$(daemon_pid "$dir/mnt")" = "$daemon" ] ||
   fail "daemon_pid found $(daemon_pid "$dir/mnt"), not the daemon $daemon (the decoy is $decoy)"
@@ -115,7 +115,7 @@ enable_swap "$loop"
 cg=$(make_memory_cgroup 64)
 spawn_in_cgroup "$cg" /dev/null sleep 600
 sleeper=$SPAWNED
-for _ in $(seq 50); do [ -n "$(cat "$cg/cgroup.procs")" ] && break; sleep 0.1; done
+for _ in $(seq 50); do [ -n "$(cat "$cg/cgroup.procs")" ] && break; nap 0.1; done
 # Fakes that log each step, and whether the cgroup still had a process.
 for tool in swapoff losetup umount; do
   real=$(command -v $tool)

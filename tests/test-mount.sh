@@ -74,7 +74,7 @@ info "umount makes the daemon exit"
 tenths=50
 [ "$(stat_value "$mnt" memory_locked)" = 1 ] || tenths=600
 umount "$mnt"
-for ((i = 0; i < tenths; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+for ((i = 0; i < tenths; i++)); do kill -0 "$pid" 2>/dev/null || break; nap 0.1; done
 if kill -0 "$pid" 2>/dev/null; then fail "the daemon still runs $((tenths / 10)) s after umount"; fi
 
 info "mount.fuse3, as mount -t fuse.vramfs and /etc/fstab run it"

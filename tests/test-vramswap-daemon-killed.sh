@@ -44,7 +44,7 @@ grep -q "gpu0: stopped, but the vramfs daemon was dead .* could not be read back
   fail "stop does not say that pages were lost"
 assert_clean "after stopping the killed instance"
 kill -CONT "$SWAPPER_PID"
-for ((i = 0; i < 300; i++)); do alive "$SWAPPER_PID" || break; sleep 0.2; done
+for ((i = 0; i < 300; i++)); do alive "$SWAPPER_PID" || break; nap 0.2; done
 alive "$SWAPPER_PID" && fail "the victim still runs 60 s after its pages were lost"
 rc=0
 wait "$SWAPPER_PID" || rc=$?

@@ -58,7 +58,7 @@ holding() { grep -q '^holding' "$BASE/hog"; }
 until holding; do
   alive "$hog" || { cat "$BASE/hog" "$DIR/.gpu0.elastic.log"; fail "vram-hog did not get its memory"; }
   [ "$SECONDS" -lt 900 ] || { cat "$BASE/hog"; fail "vram-hog still waits after 900 s"; }
-  sleep 0.5
+  nap 0.5
 done
 took=$SECONDS
 cat "$BASE/hog"

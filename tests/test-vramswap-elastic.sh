@@ -33,7 +33,7 @@ fake_driver() {
     read -r h <"$hog" || h=0
     held=$(held_mib)
     echo "$(((total_mib - h - ${held:-0}) * MiB)) $((total_mib * MiB))" >"$reading.tmp" && mv -f "$reading.tmp" "$reading"
-    sleep 0.05
+    nap 0.05
   done
 }
 echo "$((total_mib * MiB)) $((total_mib * MiB))" >"$reading"

@@ -41,13 +41,13 @@ swapper=$SPAWNED
 for ((i = 0; i < 600; i++)); do
   [ "$(swap_used_kib "$loop")" -lt $((32 * 1024)) ] || break
   alive "$swapper" || { cat "$BASE/swapper.out"; fail "the swapper ended before it used the swap"; }
-  sleep 0.1
+  nap 0.1
 done
 info "$(($(swap_used_kib "$loop") / 1024)) MiB in the swap; kill -9 $server"
 kill -KILL "$server"
 for ((i = 0; i < 100; i++)); do
   new=$(stat_value "$DIR/gpu0" pid 2>/dev/null) && [ "$new" != "$server" ] && break
-  sleep 0.1
+  nap 0.1
 done
 [ "${new:-}" != "$server" ] || fail "no new server within 10 s"
 status_row
@@ -83,7 +83,7 @@ server=$(stat_value "$DIR/gpu0" pid)
 kill -KILL "$keeper"
 for ((i = 0; i < 50; i++)); do
   [ "$(stat_value "$DIR/gpu0" keeper_alive)" = 0 ] && break
-  sleep 0.1
+  nap 0.1
 done
 status_row
 expect_rc 0 "status, keeper gone (the swap still works)"

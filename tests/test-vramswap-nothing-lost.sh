@@ -32,7 +32,7 @@ expect_rc 0 "start"
 kill -9 "$(stat_value "$DIR/gpu0" pid)"
 for ((i = 0; i < 300; i++)); do
   [ "$(stat_value "$DIR/gpu0" state 2>/dev/null)" != failed ] || break
-  sleep 0.1
+  nap 0.1
 done
 [ "$(stat_value "$DIR/gpu0" state)" = failed ] || fail "no failed mode within 30 s"
 vs status --dir "$DIR"

@@ -32,7 +32,7 @@ pages_in_swap() {
   SWAPPER=$SPAWNED
   for ((i = 0; i < 600; i++)); do
     [ "$(swap_used_kib "$LOOP")" -lt $((100 * 1024)) ] || break
-    sleep 0.1
+    nap 0.1
   done
   kill -STOP "$SWAPPER"
   unlimit_cgroup "$CG"

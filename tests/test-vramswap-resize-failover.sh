@@ -20,7 +20,7 @@ mnt=$DIR/gpu0
 killer() {
   local pid
   while [ -e "$1" ]; do
-    sleep 0.6
+    nap 0.6
     pid=$(stat_value "$mnt" pid 2>/dev/null) || continue
     kill -KILL "$pid" 2>/dev/null && echo "killed $pid" >>"$BASE/kills"
   done

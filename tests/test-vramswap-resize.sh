@@ -25,7 +25,7 @@ cgroup_limit() {
   [ ! -f "$1/memory.max" ] || file=$1/memory.max
   for ((i = 0; i < 20; i++)); do
     echo $(($2 * MiB)) 2>/dev/null >"$file" && return 0
-    sleep 0.5
+    nap 0.5
   done
   fail "cannot limit $1 to $2 MiB (usage $(cat "$1/memory.usage_in_bytes" "$1/memory.current" 2>/dev/null))"
 }

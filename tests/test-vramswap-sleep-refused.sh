@@ -62,7 +62,7 @@ swapper_held_in_swap() {
     used=0
     for l in $(loops_under "$DIR/gpu0"); do used=$((used + $(swap_used_kib "$l"))); done
     [ "$used" -lt $((48 * 1024)) ] || break
-    sleep 0.1
+    nap 0.1
   done
   kill -STOP "$SWAPPER"
 }

@@ -31,7 +31,7 @@ for ((i = 0; i < 600; i++)); do
   used=0
   for l in $LOOPS; do used=$((used + $(swap_used_kib "$l"))); done
   [ "$used" -lt $((64 * 1024)) ] || break
-  sleep 0.1
+  nap 0.1
 done
 kill -STOP "$SWAPPER"
 unlimit_cgroup "$CG"

@@ -30,7 +30,7 @@ start=$!
 for ((i = 0; i < 300; i++)); do
   [ ! -e "$BASE/attaching" ] || break
   alive "$start" || { cat "$BASE/out"; fail "start ended before it attached a loop device"; }
-  sleep 0.1
+  nap 0.1
 done
 [ -e "$BASE/attaching" ] || fail "start did not come to losetup within 30 s"
 is_mounted "$DIR/gpu0" || fail "start attaches before it mounted?"
@@ -41,7 +41,7 @@ for ((i = 0; i < 300; i++)); do
   if [ -z "$(loops_under "$BASE")" ] && [ -z "$(vramfs_mounts_under "$BASE")" ] && [ ! -e "$DIR" ]; then
     break
   fi
-  sleep 0.1
+  nap 0.1
 done
 cat "$BASE/out"
 [ -z "$(loops_under "$BASE")" ] || fail "loop devices left 30 s after start was killed: $(loops_under "$BASE")"

@@ -32,7 +32,7 @@ during() {
   local i
   for ((i = 0; i < 300; i++)); do
     [ ! -e "$BASE/$1.started" ] || break
-    sleep 0.1
+    nap 0.1
   done
   [ -e "$BASE/$1.started" ] || fail "stop did not come to $1"
   vs status --dir "$DIR"

@@ -86,7 +86,7 @@ while alive "$swapper"; do
   for dev in "${loops[@]}"; do
     [ "$(swap_used_kib "$dev")" = 0 ] || used[$dev]=1
   done
-  sleep 0.1
+  nap 0.1
 done
 rc=0
 wait "$swapper" || rc=$?

@@ -195,7 +195,7 @@ swapper_in_swap() {
     used=$(swap_used_kib "$loop")
     [ "${used:-0}" -lt $((limit * 1024)) ] || return 0
     alive "$SWAPPER_PID" || { cat "$out"; fail "the swapper ended before it used the swap"; }
-    sleep 0.2
+    nap 0.2
   done
   fail "only ${used:-0} KiB went to the swap in 120 s"
 }
@@ -218,7 +218,7 @@ assert_nothing() {
   [ -z "$(loops_under "$BASE")" ] || fail "$1: loop devices left: $(loops_under "$BASE")"
   [ -z "$(vramfs_mounts_under "$BASE")" ] || fail "$1: mounts left: $(vramfs_mounts_under "$BASE")"
   [ ! -e "$DIR" ] || fail "$1: $DIR was left behind: $(ls -A "$DIR")"
-  sleep 0.1
+  nap 0.1
   [ -z "$(vramfs_daemons_under "$BASE")" ] || fail "$1: vramfs daemons left: $(vramfs_daemons_under "$BASE")"
 }
 
