@@ -13,42 +13,46 @@ declared=$("$VRAMFS" --stats-keys | awk '{ print $1 }')
 [ "$(wc -l <<<"$declared")" -ge 20 ] || fail "vramfs --stats-keys printed too little: $declared"
 info "$(wc -l <<<"$declared") keys declared"
 
-# named FILE...: each key read by name in the files, a line each.
-# The shell reads .stats into STATS[key] (read_stats), metrics name
+declare -A is_declared=()
+while read -r key; do is_declared[$key]=1; done <<<"$declared"
+
+# named FILE...: "FILE KEY" for each key read by name in the files, a line
+# each.  The shell reads .stats into STATS[key] (read_stats), metrics name
 # stats:key, and a few lines pick one key with awk '$1 == "key"'.  Tests
-# also use stat_value MOUNT KEY and stats_now KEY.  The documentation names
-# a key with its value: `key value` (Markdown), .BR "key value" (man).
+# use stat_value MOUNT KEY and stat_now MOUNT KEY, vramswap stat_of RECORD
+# KEY.  The documentation names a key with its value: `key value`
+# (Markdown), .BR "key value" (man).  Each pattern is one grep over all the
+# files: a grep per file and pattern took most of this test's time.
 # shellcheck disable=SC2016 # the patterns match a literal $1 and backquotes
 named() {
-  local f
-  set +e  # a file that names none is no error
-  for f in "$@"; do
-    grep -oE 'STATS\[[a-z_]+\]' "$f" | sed -E 's/STATS\[([a-z_]+)\]/\1/'
-    grep -oE '\bstats:[a-z_]+' "$f" | sed 's/^stats://'
-    grep -oE '\$1 == "[a-z_]+"' "$f" | sed -E 's/.*"([a-z_]+)"/\1/'
-    grep -oE '\b(stat_value "[^"]+"|stats_now) [a-z_]+' "$f" | awk '{ print $NF }'
-    grep -oE '`[a-z]+(_[a-z]+)* [0-9a-z]+`' "$f" | tr -d '`' | awk '{ print $1 }'
-    grep -oE '^\.BR? "[a-z]+(_[a-z]+)* [0-9a-z]+"' "$f" | sed -E 's/^\.BR? "//' | awk '{ print $1 }'
-  done
+  set +e  # a pattern that matches nothing is no error
+  grep -oHE 'STATS\[[a-z_]+\]' "$@" | sed -E 's/:STATS\[([a-z_]+)\]$/ \1/'
+  grep -oHE '\bstats:[a-z_]+' "$@" | sed -E 's/:stats:/ /'
+  grep -oHE '\$1 == "[a-z_]+"' "$@" | sed -E 's/:.*"([a-z_]+)"$/ \1/'
+  grep -oHE '\b(stat_value|stat_now|stat_of) "[^"]+" [a-z_]+' "$@" | sed -E 's/:.* ([a-z_]+)$/ \1/'
+  grep -oHE '`[a-z]+(_[a-z]+)* [0-9a-z]+`' "$@" | sed -E 's/:`([a-z_]+) [0-9a-z]+`$/ \1/'
+  grep -oHE '^\.BR? "[a-z]+(_[a-z]+)* [0-9a-z]+"' "$@" | sed -E 's/:\.BR? "([a-z_]+) [0-9a-z]+"$/ \1/'
 }
 
-missing=0 checked=0
+files=()
 for f in "$src"/scripts/vramswap.in "$src"/scripts/*.sh "$src"/tests/*.sh "$src"/man/*.8.in \
   "$src"/README.md "$src"/docs/*.md; do
   [ -f "$f" ] || continue
   [ "$f" != "$src/tests/test-stats-keys.sh" ] || continue
-  while read -r key; do
-    [ -n "$key" ] || continue
-    checked=$((checked + 1))
-    # Not keys of .stats: the documentation's own placeholder, and keys of
-    # vramswap's JSON and of the lines status prints (not vramfs's).
-    case $key in key | make | vramswap) continue ;; esac
-    if ! grep -qx "$key" <<<"$declared"; then
-      echo "FAIL: ${f#"$src"/} reads .stats key '$key', which vramfs does not declare" >&2
-      missing=$((missing + 1))
-    fi
-  done < <(named "$f" | sort -u)
+  files+=("$f")
 done
+missing=0 checked=0
+while read -r f key; do
+  [ -n "$key" ] || continue
+  checked=$((checked + 1))
+  # Not keys of .stats: the documentation's own placeholder, and keys of
+  # vramswap's JSON and of the lines status prints (not vramfs's).
+  case $key in key | make | vramswap) continue ;; esac
+  if [ -z "${is_declared[$key]:-}" ]; then
+    echo "FAIL: ${f#"$src"/} reads .stats key '$key', which vramfs does not declare" >&2
+    missing=$((missing + 1))
+  fi
+done < <(named "${files[@]}" | sort -u)
 [ "$missing" = 0 ] || fail "$missing keys named but not declared (vramfs --stats-keys lists those that are)"
 [ "$checked" -ge 30 ] || fail "only $checked names found: the patterns above no longer match the files"
 echo "ok: $checked names in the shell, tests and docs, each declared"
