@@ -83,7 +83,10 @@ VRAMSWAP_GPU_MEMORY_FILE=$BASE/gpu-memory refused 2 "--elastic 9G: 9216 MiB is n
   start --backend host --size 128M --elastic 9G --dir "$DIR"
 nothing_left "a headroom larger than the GPU"
 [ ! -e "$DIR" ] || fail "start made $DIR"
-refused 2 "--elastic needs free GPU memory from the driver (NVML), and GPU 0's cannot be read" \
+# No reading: a reading file that does not exist (a machine without a GPU
+# has none from the driver either, but one with a GPU has).
+VRAMSWAP_GPU_MEMORY_FILE=$BASE/no-such-reading refused 2 \
+  "--elastic needs free GPU memory from the driver (NVML), and GPU 0's cannot be read" \
   start --backend host --size 128M --elastic 1G --dir "$DIR"
 nothing_left "no reading"
 refused 2 "bad --elastic value 'much'" start --backend host --size 128M --elastic much --dir "$DIR"
