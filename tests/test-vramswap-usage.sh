@@ -103,11 +103,13 @@ CONF=$BASE/vramswap.conf
 bad_conf() {
   printf '# vramswap test\nBACKEND=host\n%s\nSIZE=64M\nDIR=%s\n' "$1" "$DIR" >"$CONF"
   VRAMSWAP_CONF=$CONF expect_usage_error "$CONF:3: $2" start
-  VRAMSWAP_CONF=$CONF vs stop
+  # --dir: a plain stop or status would find the swaps of the tests that
+  # run beside this one (and stop them).
+  VRAMSWAP_CONF=$CONF vs stop --dir "$DIR"
   expect_rc 0 "stop with a bad line 3: $1"
   [[ $ERR == "vramswap: $CONF:3: $2"*"; ignored here, and start refuses the file until it is fixed" ]] ||
     { show stop; fail "stop does not say that line 3 ($1) is bad"; }
-  VRAMSWAP_CONF=$CONF vs status
+  VRAMSWAP_CONF=$CONF vs status --dir "$DIR"
   expect_rc 3 "status with a bad line 3: $1"
   [[ $ERR == "vramswap: $CONF:3: $2"* ]] || { show status; fail "status does not say that line 3 ($1) is bad"; }
 }
