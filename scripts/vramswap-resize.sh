@@ -232,11 +232,18 @@ grow_to() {
   size=$((k * STRIPE_EACH))
   # (Equal to it already when a grow that was cut short is finished; larger
   # when a shrink was cut short after its stripes went.)
-  [ "${STATS[size_bytes]:-0}" = "$size" ] || why=$(truncate_data "$n" "$size") || {
-    LAST_REFUSAL=$why
-    say "gpu$n: $why; nothing changed"
-    return 1
-  }
+  if [ "${STATS[size_bytes]:-0}" != "$size" ]; then
+    # The memory first, outside the truncate, which the kernel runs under
+    # the file's lock: every swap-out to the stripes that are on would wait
+    # for the allocation (vramfs(8), --prepare-grow).  The truncate gives
+    # the answer: where this fails, it takes the memory itself.
+    bounded "$VRAMFS" --prepare-grow "$size" "$DIR/gpu$n/$DATA_NAME" >/dev/null 2>&1 || true
+    why=$(truncate_data "$n" "$size") || {
+      LAST_REFUSAL=$why
+      say "gpu$n: $why; nothing changed"
+      return 1
+    }
+  fi
   for ((s = 0; s < k; s++)); do
     [ -z "$RESIZE_SIGNAL" ] || { failed=1 why="interrupted (SIG$RESIZE_SIGNAL)"; break; }
     if ! attach_stripe "$n" "$s" || ! swapon_stripe "$n" "$s"; then

@@ -5,6 +5,7 @@
 #include "cache/page_cache.h"
 #include "common/fault_injection.h"
 #include "common/options.h"
+#include "common/prepare_grow.h"
 #include "common/stats.h"
 #include "fuse/mount_state.h"
 #include "fuse/operations.h"
@@ -321,6 +322,53 @@ START_TEST(a_successor_settles_a_resize_its_predecessor_left_half_done) {
 }
 END_TEST
 
+START_TEST(a_prepared_grow_holds_its_memory_before_the_truncate) {
+  fixture f(chunk, 4 * chunk);
+  f.write_blocks(0, blocks_per_chunk, 3);
+  ck_assert_int_eq(f.cache.reserve_for_grow(4 * chunk), 0);
+  // Held, not grown: nothing past the end is readable yet.
+  ck_assert_uint_eq(f.store.size(), chunk);
+  ck_assert_uint_eq(f.recorded, chunk);
+  ck_assert_uint_eq(f.store.held_bytes(), 4 * chunk);
+  // The grow finds it held.
+  ck_assert_int_eq(f.resize(4 * chunk), 0);
+  ck_assert_uint_eq(f.store.held_bytes(), 4 * chunk);
+  f.expect_blocks(0, blocks_per_chunk, 3);
+  f.expect_zeros(blocks_per_chunk, 3 * blocks_per_chunk);
+  // Asking for less than the size takes nothing; past max_size, refused.
+  ck_assert_int_eq(f.cache.reserve_for_grow(chunk), 0);
+  ck_assert_int_eq(f.cache.reserve_for_grow(4 * chunk + block), -EFBIG);
+  ck_assert_uint_eq(f.store.held_bytes(), 4 * chunk);
+}
+END_TEST
+
+START_TEST(what_no_grow_used_goes_back_at_the_next_resize_or_takeover) {
+  fixture f(chunk, 4 * chunk);
+  // A smaller grow than prepared: the rest goes back.
+  ck_assert_int_eq(f.cache.reserve_for_grow(4 * chunk), 0);
+  ck_assert_int_eq(f.resize(2 * chunk), 0);
+  ck_assert_uint_eq(f.store.held_bytes(), 2 * chunk);
+  // A truncate to the size it has (the grow never came, or was refused).
+  ck_assert_int_eq(f.cache.reserve_for_grow(4 * chunk), 0);
+  ck_assert_int_eq(f.resize(2 * chunk), 0);
+  ck_assert_uint_eq(f.store.held_bytes(), 2 * chunk);
+  // A successor settling the size after the server died in between.
+  ck_assert_int_eq(f.cache.reserve_for_grow(4 * chunk), 0);
+  f.cache.settle_size(2 * chunk);
+  ck_assert_uint_eq(f.store.held_bytes(), 2 * chunk);
+  // Without the memory: nothing kept.
+  ck_assert(!fault_injection::configure("alloc:2"));
+  ck_assert_int_eq(f.cache.reserve_for_grow(4 * chunk), -ENOSPC);
+  ck_assert(!fault_injection::configure(""));
+  ck_assert_uint_eq(f.store.held_bytes(), 2 * chunk);
+  // Lazy mode takes nothing: its grows take nothing either.
+  fixture lazy(chunk, 4 * chunk, true);
+  uint64_t held = lazy.store.held_bytes();
+  ck_assert_int_eq(lazy.cache.reserve_for_grow(4 * chunk), 0);
+  ck_assert_uint_eq(lazy.store.held_bytes(), held);
+}
+END_TEST
+
 namespace {
 
 // A mount's filesystem of 4 MiB that may grow to 8, reserved.
@@ -347,6 +395,14 @@ struct mount_fixture : small_filesystem {
     ck_assert_msg(at != std::string::npos, "no %s in .stats", key);
     at += strlen(key) + 2;
     return text.substr(at, text.find('\n', at) - at);
+  }
+  // vramfs --prepare-grow's ioctl, as the kernel sends it.
+  fuse::answer prepare_grow(uint64_t to, uint64_t nodeid = fuse::data_ino,
+                            uint32_t cmd = prepare_grow_ioctl, size_t payload = sizeof(uint64_t)) {
+    fuse::ioctl_in in{};
+    in.cmd = cmd;
+    in.in_size = sizeof to;
+    return send(fuse::op_ioctl, nodeid, &in, sizeof in, &to, payload);
   }
   // (Not ck_assert_str_eq on .c_str() of temporaries: the macro keeps the
   // pointers past the statement that made them.)
@@ -395,6 +451,29 @@ START_TEST(truncate_resizes_and_getattr_statfs_and_stats_follow) {
 }
 END_TEST
 
+START_TEST(the_prepare_grow_ioctl_takes_the_memory_and_truncate_moves_the_end) {
+  mount_fixture m;
+  fuse::answer a = m.prepare_grow(m.max);
+  ck_assert_int_eq(a.error, 0);
+  ck_assert_uint_eq(a.length, sizeof(fuse::ioctl_out));  // the kernel reads one
+  ck_assert_uint_eq(m.getattr_size(), m.size);
+  m.expect_stat("held_bytes", m.max);
+  m.expect_stat("resizes", 0);
+  ck_assert_int_eq(m.truncate(m.max), 0);
+  m.expect_stat("size_bytes", m.max);
+  m.expect_stat("held_bytes", m.max);
+  // Refused: past max_size; another command, or another file; an argument
+  // cut short; a caller who owns neither the file nor the machine.
+  ck_assert_int_eq(m.prepare_grow(m.max + block).error, -EFBIG);
+  ck_assert_int_eq(m.prepare_grow(m.max, fuse::data_ino, prepare_grow_ioctl + 1).error, -ENOTTY);
+  ck_assert_int_eq(m.prepare_grow(m.max, fuse::root_ino).error, -ENOTTY);
+  ck_assert_int_eq(m.prepare_grow(m.max, fuse::data_ino, prepare_grow_ioctl, 4).error, -EINVAL);
+  m.uid = m.fs.owner_uid + 1;
+  ck_assert_int_eq(m.prepare_grow(m.max).error, -EPERM);
+  m.expect_stat("errors", 0);
+}
+END_TEST
+
 START_TEST(max_size_option) {
   auto parse = [](std::vector<const char *> args, options *o) {
     args.insert(args.begin(), "vramfs");
@@ -425,7 +504,10 @@ Suite *make_suite() {
   tcase_add_test(tc, lazy_shrink_keeps_only_chunks_with_data_below_the_end);
   tcase_add_loop_test(tc, resizes_racing_readers_and_writers, 0, 2);
   tcase_add_test(tc, a_successor_settles_a_resize_its_predecessor_left_half_done);
+  tcase_add_test(tc, a_prepared_grow_holds_its_memory_before_the_truncate);
+  tcase_add_test(tc, what_no_grow_used_goes_back_at_the_next_resize_or_takeover);
   tcase_add_test(tc, truncate_resizes_and_getattr_statfs_and_stats_follow);
+  tcase_add_test(tc, the_prepare_grow_ioctl_takes_the_memory_and_truncate_moves_the_end);
   tcase_add_test(tc, max_size_option);
   suite_add_tcase(s, tc);
   return s;

@@ -289,6 +289,16 @@ all_verified() {
   [ "$failed" = 0 ]
 }
 
+# oom_kills DIR: how many of the cgroup's processes the kernel's OOM
+# killer has killed (0 where the kernel does not say).
+oom_kills() {
+  local key value
+  while read -r key value; do
+    if [ "$key" = oom_kill ]; then echo "$value"; return; fi
+  done < <(cat "$1/memory.events" "$1/memory.oom_control" 2>/dev/null)
+  echo 0
+}
+
 # unlimit_cgroup DIR: lifts its memory limit.  swapoff charges the pages it
 # brings back to their owner's cgroup: under the limit it would OOM-kill.
 unlimit_cgroup() {

@@ -51,6 +51,7 @@ struct small_filesystem {
     h.opcode = opcode;
     h.unique = 2;
     h.nodeid = nodeid;
+    h.uid = uid;
     memcpy(bytes.data(), &h, sizeof h);
     if (arg_len) memcpy(bytes.data() + sizeof h, arg, arg_len);
     if (payload_len) memcpy(bytes.data() + sizeof h + arg_len, payload, payload_len);
@@ -64,6 +65,7 @@ struct small_filesystem {
     return fuse::dispatch(fs, *ch, *req, out);
   }
 
+  uint32_t uid = 0;  // the caller's, in each request's header
   host_store store;
   extent_map extents;
   mount_state state;

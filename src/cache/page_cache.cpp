@@ -441,10 +441,29 @@ int page_cache::preallocate(uint64_t offset, uint64_t len) {
   return 0;
 }
 
+int page_cache::reserve_for_grow(uint64_t size) {
+  if (size > store_.max_size()) return -EFBIG;
+  if (store_.lazy()) return 0;
+  // Ordered against resizes: a shrink gives back all past its new end,
+  // and nothing taken here may land after that.
+  std::lock_guard resizing(resize_mutex_);
+  uint64_t old = store_.size();
+  if (size <= old) return 0;
+  if (int err = store_.ensure_backed(old, size - old)) {
+    release_past(old);
+    return err;
+  }
+  return 0;
+}
+
 int page_cache::resize(uint64_t new_size, const std::function<void(uint64_t)> &record) {
   std::lock_guard resizing(resize_mutex_);
   uint64_t old = store_.size();
-  if (new_size == old) return 0;
+  if (new_size == old) {
+    // Memory a prepared grow took and no grow used goes back.
+    if (!store_.lazy()) release_past(old);
+    return 0;
+  }
   if (new_size > store_.max_size()) return -EFBIG;
   if (new_size % block_size_ && new_size != store_.max_size()) return -EINVAL;
   if (new_size > old) {
@@ -459,6 +478,8 @@ int page_cache::resize(uint64_t new_size, const std::function<void(uint64_t)> &r
     }
     record(new_size);
     store_.set_size(new_size);
+    // A prepared grow larger than this one gives back the rest.
+    if (!store_.lazy()) release_past(new_size);
     return 0;
   }
   // Lower first: from now on no request takes a block past the new end

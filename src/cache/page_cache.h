@@ -114,6 +114,14 @@ class page_cache {
   // fallocate(): in lazy mode, takes the memory of the range now and keeps
   // it until the blocks are discarded; the range still reads as zeros.
   int preallocate(uint64_t offset, uint64_t len);
+  // Reserved mode: takes the memory a grow to `size` will need now,
+  // without changing the size, so that resize(size) finds it held and
+  // only moves the end (common/prepare_grow.h says why).  The next
+  // resize, whatever its size, or a successor's settle_size(), gives back
+  // what no grow used.  -EFBIG past max_size(), -ENOSPC as resize
+  // (keeping nothing it took); lazy mode takes nothing, since its grows
+  // take nothing either.
+  int reserve_for_grow(uint64_t size);
   // Writes back every sector that was dirty when it was called.
   int flush(store_channel &ch);
   // Changes the file's size (truncate), within the store's max_size().

@@ -329,6 +329,14 @@ std::optional<std::string> parse_command_line(int argc, const char *const *argv,
     } else if (arg == "--gpu-memory") {
       if (i + 1 >= argc || !*argv[i + 1]) return "option --gpu-memory needs a GPU (index, UUID or PCI bus id)";
       o->gpu_memory_device = argv[++i];
+    } else if (arg == "--prepare-grow") {
+      if (i + 2 >= argc || !*argv[i + 2]) return "option --prepare-grow needs a size and a data file";
+      size_spec spec;
+      if (auto err = parse_size(argv[i + 1], false, &spec))
+        return "invalid size for --prepare-grow: " + quoted(argv[i + 1]) + ": " + *err;
+      o->prepare_grow_size = spec.bytes;
+      o->prepare_grow_file = argv[i + 2];
+      i += 2;
     } else if (arg == "-f") {
       o->foreground = true;
     } else if (arg == "-d" || arg == "--debug") {
@@ -352,7 +360,8 @@ std::optional<std::string> parse_command_line(int argc, const char *const *argv,
       positional.push_back(arg);
     }
   }
-  if (o->show_help || o->show_version || o->show_stats_keys || o->gpu_memory_device)
+  if (o->show_help || o->show_version || o->show_stats_keys || o->gpu_memory_device ||
+      o->prepare_grow_file)
     return std::nullopt;
 
   if (positional.empty()) return "no mountpoint given (usage: vramfs MOUNTPOINT -o size=SIZE)";
@@ -420,6 +429,9 @@ std::string usage_text(const char *program) {
                      "    --stats-keys        print the keys of .stats with unit and meaning\n"
                      "    --gpu-memory DEV    print the GPU's free and total memory in bytes, read\n"
                      "                        through the driver (NVML), then exit\n"
+                     "    --prepare-grow SIZE FILE\n"
+                     "                        take the memory a grow of the mounted data file\n"
+                     "                        FILE to SIZE needs, before the truncate, then exit\n"
                      "\n"
                      "FUSE mount options such as -o allow_other are passed to libfuse.\n"
                      "See vramfs(8).\n";

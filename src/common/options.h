@@ -108,6 +108,11 @@ struct options {
   // --gpu-memory DEVICE: print the GPU's free and total memory in bytes
   // (common/gpu_memory.h) and exit; vramswap's elastic mode reads it.
   std::optional<std::string> gpu_memory_device;
+  // --prepare-grow SIZE FILE: take the memory a grow of FILE (a mounted
+  // data file) to SIZE needs, before the truncate (common/prepare_grow.h),
+  // and exit; vramswap's resize runs it.
+  std::optional<std::string> prepare_grow_file;
+  uint64_t prepare_grow_size = 0;
   // Arguments left for libfuse (its own -o options such as allow_other).
   std::vector<std::string> fuse_args;
 

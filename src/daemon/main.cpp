@@ -1,6 +1,7 @@
 // vramfs: mounts a FUSE filesystem whose one file lives in GPU memory.
 #include "common/fault_injection.h"
 #include "common/gpu_memory.h"
+#include "common/prepare_grow.h"
 #include "common/log.h"
 #include "common/options.h"
 #include "daemon/daemon.h"
@@ -50,6 +51,14 @@ int main(int argc, char **argv) {
       return 1;
     }
     printf("%llu %llu\n", (unsigned long long)reading->free, (unsigned long long)reading->total);
+    return 0;
+  }
+  if (opts.prepare_grow_file) {
+    std::string error;
+    if (prepare_grow(*opts.prepare_grow_file, opts.prepare_grow_size, &error)) {
+      fprintf(stderr, "vramfs: %s\n", error.c_str());
+      return 1;
+    }
     return 0;
   }
   if (auto err = fault_injection::configure_from_environment()) {

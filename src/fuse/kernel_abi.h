@@ -49,6 +49,7 @@ enum opcode : uint32_t {
   op_access = 34,
   op_create = 35,
   op_interrupt = 36,
+  op_ioctl = 39,
   op_destroy = 38,
   op_batch_forget = 42,
   op_fallocate = 43,
@@ -272,6 +273,24 @@ struct fallocate_in {
   uint64_t length;
   uint32_t mode;
   uint32_t padding;
+};
+
+// FUSE_IOCTL.  vramfs answers one command, restricted (its argument's size
+// and direction are in the command's number, and the kernel copies it in).
+struct ioctl_in {
+  uint64_t fh;
+  uint32_t flags;
+  uint32_t cmd;
+  uint64_t arg;
+  uint32_t in_size;
+  uint32_t out_size;
+};
+
+struct ioctl_out {
+  int32_t result;
+  uint32_t flags;
+  uint32_t in_iovs;
+  uint32_t out_iovs;
 };
 
 struct lseek_in {

@@ -5,6 +5,7 @@
 #include "common/log.h"
 #include "common/monotonic_clock.h"
 #include "common/options.h"
+#include "common/prepare_grow.h"
 #include "common/stats.h"
 #include "fuse/stats_text.h"
 #include "store/block_store.h"
@@ -366,6 +367,26 @@ answer do_fallocate(filesystem &fs, store_channel &ch, const request &req) {
   return {};
 }
 
+// vramfs --prepare-grow (common/prepare_grow.h): the memory of a grow,
+// taken before the truncate, which the kernel runs under the file's lock.
+answer do_ioctl(filesystem &fs, const request &req, std::span<std::byte> out) {
+  auto in = req.argument_as<ioctl_in>();
+  if (req.header.nodeid != data_ino || in.cmd != prepare_grow_ioctl) return error(ENOTTY);
+  // It takes memory: the owner's (or root's) alone, as a truncate is.
+  if (req.header.uid != fs.owner_uid && req.header.uid != 0) return error(EPERM);
+  uint64_t size = 0;
+  if (in.in_size < sizeof size || req.payload.size() < sizeof size) return error(EINVAL);
+  memcpy(&size, req.payload.data(), sizeof size);
+  if (int err = fs.cache.reserve_for_grow(size)) {
+    log_warn("%s: cannot take the memory to grow it to %s: %s", fs.data_name.c_str(),
+             format_size(size).c_str(),
+             err == -EFBIG ? ("it may not grow beyond max_size=" + format_size(fs.store.max_size())).c_str()
+                           : strerror(-err));
+    return error(-err);
+  }
+  return reply_with(out, ioctl_out{});
+}
+
 answer do_fsync(filesystem &fs, store_channel &ch, const request &req) {
   if (req.header.nodeid != data_ino) return {};
   stats::add(fs.counters.mine().fsyncs);
@@ -463,6 +484,7 @@ answer dispatch_unguarded(filesystem &fs, store_channel &ch, const request &req,
     case op_readdir: return do_readdir(fs, req, out);
     case op_statfs: return do_statfs(fs, out);
     case op_lseek: return do_lseek(fs, req, out);
+    case op_ioctl: return do_ioctl(fs, req, out);
     // The directory holds exactly two files: nothing is created, linked,
     // renamed or removed.
     case op_mknod:

@@ -21,6 +21,7 @@ size_t fixed_argument_size(uint32_t opcode) {
     case op_init: return sizeof(init_in);
     case op_fallocate: return sizeof(fallocate_in);
     case op_lseek: return sizeof(lseek_in);
+    case op_ioctl: return sizeof(ioctl_in);
     case op_interrupt: return sizeof(interrupt_in);
     default: return 0;  // LOOKUP's name, STATFS, DESTROY, and what is refused unread
   }
