@@ -289,6 +289,14 @@ all_verified() {
   [ "$failed" = 0 ]
 }
 
+# keep_counters_fresh DIR PID: while PID lives, reads the cgroup's
+# memory.stat five times a second, in the background (a read brings the
+# kernel's counters of the cgroup up to date: test-failover-resize says
+# why that matters).
+keep_counters_fresh() {
+  ( while kill -0 "$2" 2>/dev/null; do read -r _ <"$1/memory.stat" 2>/dev/null; nap 0.2; done ) &
+}
+
 # oom_kills DIR: how many of the cgroup's processes the kernel's OOM
 # killer has killed (0 where the kernel does not say).
 oom_kills() {
