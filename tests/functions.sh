@@ -9,25 +9,41 @@
 
 set -eu
 
-# One test at a time on this machine swaps, attaches loop devices, fills
-# the GPU or changes the fuse module's enable_uring, also across build
-# trees: a swap device takes any cgroup's pages, not only its own test's.
-# Such a test holds a lock for its whole run.  A test that does none of
-# that (it may mount vramfs) says so before it sources this file, with
-# VRAMFS_TEST_PARALLEL=1, and runs beside the others without the lock;
+# One test at a time on this machine pushes a process into swap, fills the
+# GPU or changes the fuse module's enable_uring to N, also across build
+# trees: a swap device takes any cgroup's pages, not only its own test's,
+# and a swapoff brings them back against their cgroup's limit.  Such a test
+# holds the test lock, exclusive, for its whole run: the default.
+# A test that swaps and attaches loop devices but pushes no process into
+# swap says VRAMFS_TEST_LOCK=shared before it sources this file: while no
+# process is pushed into swap, no page reaches any test's swap, so such
+# tests run side by side, four at most (the swap areas they hold stay well
+# under the kernel's limit of about 30), each with a vramswap lock of its
+# own (vramswap_functions.sh); make_memory_cgroup fails in such a test.
+# A test that does none of that (it may mount vramfs) says so with
+# VRAMFS_TEST_PARALLEL=1, and runs beside all the others without the lock;
 # attach_loop, enable_swap and make_memory_cgroup fail in such a test.
 # Over FUSE's io_uring transport, tests share the fuse module's
 # enable_uring, but only ever turn it on (test-bad-input-uring's N is a
 # bind in a mount namespace of its own): that runs beside others too.
-# flock -o keeps the lock in flock itself, so no daemon a test starts
+# flock -o keeps each lock in a flock process, so no daemon a test starts
 # inherits it.
+_test_locks=/run/lock/vramfs-tests
 if [ -n "${VRAMFS_TEST_LOCKED:-}" ]; then
   :  # a test's own bash -c '. functions.sh', or after the exec below
 elif [ "${VRAMFS_TEST_PARALLEL:-0}" = 1 ]; then
   export VRAMFS_TEST_LOCKED=no
 elif command -v flock >/dev/null && [ -d /run/lock ] && [ -w /run/lock ]; then
-  export VRAMFS_TEST_LOCKED=1 VRAMFS_TEST_LOCK_ASKED=$EPOCHSECONDS
-  exec flock -o /run/lock/vramfs-tests.lock bash "$0" "$@"
+  export VRAMFS_TEST_LOCKED=${VRAMFS_TEST_LOCK:-exclusive} VRAMFS_TEST_LOCK_ASKED=$EPOCHSECONDS
+  if [ "$VRAMFS_TEST_LOCKED" = shared ]; then
+    # One of four slots: the first free, or (all taken) one to wait for.
+    _slot=$(($$ % 4))
+    for _s in 0 1 2 3; do
+      if flock -n "$_test_locks.slot$_s" true; then _slot=$_s; break; fi
+    done
+    exec flock -s -o "$_test_locks.lock" flock -o "$_test_locks.slot$_slot" bash "$0" "$@"
+  fi
+  exec flock -o "$_test_locks.lock" bash "$0" "$@"
 fi
 # How long the test waited for the lock, which the harness's time for it
 # includes: the log says, so that a slow run shows where the time went.
@@ -124,6 +140,17 @@ registered() {
   awk -v k="$1" '$1 == k { sub(/^[^ ]* /, ""); print }' "$_registry" | tac
 }
 
+# ours /dev/loopN: the loop device holds a file under one of the test's
+# folders or mounts.
+ours() {
+  local file place
+  loop_backing "$1" file || return 1
+  while read -r place; do
+    [[ $file != "$place"/* ]] || return 0
+  done < <(registered dir; registered mount)
+  return 1
+}
+
 # Everything a test created, torn down in the safe order: what it
 # registered, and whatever loop device or vramfs mount (vramswap's too)
 # lies in one of its directories.  A test that starts something of its own
@@ -137,9 +164,18 @@ cleanup() {
   if declare -F cleanup_first >/dev/null; then cleanup_first; fi
   # Declared after cleanup_first ran: locals named like a test's globals
   # (dir, say) would hide them from it.
-  local dir dev mp
+  local dir dev mp kind what
   {
-    grep -v '^dir ' "$_registry"
+    while read -r kind what; do
+      case $kind in
+        dir) ;;
+        # A loop device (or the swap on one) that holds no file of the
+        # test's any more is left alone: the test let go of it, and the
+        # kernel may have given its name to a test beside it.
+        loop | swap) if ours "$what"; then echo "$kind $what"; fi ;;
+        *) echo "$kind $what" ;;
+      esac
+    done <"$_registry"
     while read -r dir; do
       [ -n "$dir" ] || continue
       for dev in $(loops_under "$dir"); do echo "swap $dev"; echo "loop $dev"; done
@@ -152,6 +188,7 @@ cleanup() {
   exit "$status"
 }
 trap cleanup EXIT
+
 trap 'exit 130' INT TERM
 
 make_tempdir() {
@@ -197,6 +234,13 @@ not_parallel() {
   [ "${VRAMFS_TEST_LOCKED:-}" != no ] ||
     fail "$1, but this test runs beside others (VRAMFS_TEST_PARALLEL=1): it must take the test lock"
 }
+# alone WHAT: fails a test that shares the lock (VRAMFS_TEST_LOCK=shared)
+# or runs without it, and still does WHAT.
+alone() {
+  not_parallel "$1"
+  [ "${VRAMFS_TEST_LOCKED:-}" != shared ] ||
+    fail "$1, but this test runs beside others that swap (VRAMFS_TEST_LOCK=shared): it must take the test lock alone"
+}
 
 # attach_loop FILE: prints the loop device, attached with direct I/O; fails
 # the test when it cannot (also as dev=$(attach_loop ...)).
@@ -230,7 +274,7 @@ new_cgroup_dir() {
 # prints its directory; processes started by run_in_cgroup live there.
 make_memory_cgroup() {
   local limit=$(( $1 * 1024 * 1024 )) dir
-  not_parallel "it pushes a process into swap"
+  alone "it pushes a process into swap"
   if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
     grep -qw memory /sys/fs/cgroup/cgroup.controllers || skip "no cgroup v2 memory controller"
     grep -qw memory /sys/fs/cgroup/cgroup.subtree_control ||

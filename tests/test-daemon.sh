@@ -1,6 +1,9 @@
 #!/bin/bash
 # The daemon's rules for a swap path: locked memory, a fixed pool of threads
 # that all carry IO_FLUSHER, and no exit while a loop device holds the file.
+# It attaches a loop device, but pushes no process into swap: it runs
+# beside others that do the same (functions.sh).
+VRAMFS_TEST_LOCK=shared
 # shellcheck source=tests/functions.sh
 . "$TESTS_DIR/functions.sh"
 requires_root

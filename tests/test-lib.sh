@@ -30,6 +30,24 @@ run_helpers VRAMFS_TESTS_MUST_RUN=1 -- 'requires_gpu; skip_optional "built witho
 run_helpers VRAMFS_TESTS_MUST_RUN=0 -- 'skip "no /dev/fuse"'
 [ "$STATUS" = 77 ] || fail "skip exited $STATUS: $OUTPUT"
 
+info "a test that shares the lock cannot push a process into swap"
+run_helpers VRAMFS_TEST_LOCKED=shared -- 'make_memory_cgroup 16'
+[ "$STATUS" = 1 ] || fail "make_memory_cgroup under a shared lock exited $STATUS: $OUTPUT"
+grep -q "it pushes a process into swap, but this test runs beside others that swap" <<<"$OUTPUT" ||
+  fail "make_memory_cgroup under a shared lock says: $OUTPUT"
+
+info "teardown leaves a registered loop device alone once another test's file holds it"
+# As a test beside this one that got the name the test let go of: a
+# folder of its own, which this test's cleanup does not know.
+other=$(mktemp -d /tmp/vramfs-other.XXXXXX)
+register dir "$other"
+truncate -s 1M "$other/file"
+dev=$(losetup --find --show -- "$other/file")
+register loop "$dev"
+run_helpers -- "register loop $dev; register swap $dev"
+held=$(loop_backing "$dev") || fail "the inner test's teardown detached $dev, which was not its own: $OUTPUT"
+[ "$held" = "$other/file" ] || fail "$dev holds $held, not $other/file"
+
 info "cleanup_first sees the test's own variables, even those named like cleanup's"
 # shellcheck disable=SC2016 # $dir is the inner script's, expanded there
 run_helpers -- 'dir=/the/tests/dir; cleanup_first() { echo "cleanup_first saw dir=$dir"; }'

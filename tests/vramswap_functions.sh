@@ -16,6 +16,10 @@ DIR=$BASE/run
 # area; test-vramswap-stripes checks the default of several.
 export VRAMSWAP_CONF=$BASE/tests.conf
 echo "STRIPES=1" >"$VRAMSWAP_CONF"
+# A vramswap lock of the test's own: tests that share the test lock
+# (functions.sh) run side by side, and one's stop must not make another's
+# resize refuse, or its start wait.
+export VRAMSWAP_LOCK=$BASE/vramswap.lock
 
 # vs ARGS...: runs vramswap; OUT, ERR and RC hold what happened.
 vs() {
@@ -136,6 +140,14 @@ expect_swapper_verified() {
 swap_prio() { awk -v d="$1" '$1 == d { print $5 }' /proc/swaps; }
 swap_size_kib() { awk -v d="$1" '$1 == d { print $3 }' /proc/swaps; }
 
+# swap_of_ours DEV: DEV is swap, and a loop device of a file of the test's
+# (under BASE).  Once the test's loop device is gone, the kernel may give
+# its name to one of a test beside it (VRAMFS_TEST_LOCK=shared).
+swap_of_ours() {
+  local file
+  swap_active "$1" && loop_backing "$1" file && [[ $file == "$BASE"/* ]]
+}
+
 # assert_clean WHAT: nothing of the test's is left: no loop device, mount
 # or swap.  Every loop device loop_of saw is in BASE/seen (loop_of runs in
 # command substitutions, so a file keeps them).
@@ -146,7 +158,7 @@ assert_clean() {
   ! grep -q "^$BASE/" <(mount_table | cut -f4) || fail "$1: mounts left: $(mount_table | grep "$BASE/")"
   [ -f "$BASE/seen" ] || return 0
   while read -r dev; do
-    ! swap_active "$dev" || fail "$1: $dev is still swap"
+    ! swap_of_ours "$dev" || fail "$1: $dev is still swap"
   done <"$BASE/seen"
 }
 
