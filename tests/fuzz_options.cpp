@@ -30,10 +30,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   std::vector<const char *> argv;
   for (const std::string &w : words) argv.push_back(w.c_str());
   options o;
-  // --help, --version, --stats-keys and --gpu-memory are whole commands:
-  // they need no mountpoint, and the rest is not checked.
+  if (!parse_command_line(int(argv.size()), argv.data(), &o) && o.prepare_grow_file &&
+      (o.prepare_grow_size == 0 || o.prepare_grow_file->empty()))
+    abort();
+  // --help, --version, --stats-keys, --gpu-memory and --prepare-grow are
+  // whole commands: they need no mountpoint, and the rest is not checked.
   if (!parse_command_line(int(argv.size()), argv.data(), &o) && !o.show_help &&
-      !o.show_version && !o.show_stats_keys && !o.gpu_memory_device) {
+      !o.show_version && !o.show_stats_keys && !o.gpu_memory_device && !o.prepare_grow_file) {
     bool power_of_two = o.block && !(o.block & (o.block - 1)) && o.cache && !(o.cache & (o.cache - 1));
     if (!power_of_two || o.block < min_block || o.block > max_block || o.cache < 8 * o.block ||
         o.threads < 1 || o.threads > max_threads || o.mountpoint.empty() ||
