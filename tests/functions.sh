@@ -188,7 +188,6 @@ cleanup() {
   exit "$status"
 }
 trap cleanup EXIT
-
 trap 'exit 130' INT TERM
 
 make_tempdir() {

@@ -141,12 +141,9 @@ swap_prio() { awk -v d="$1" '$1 == d { print $5 }' /proc/swaps; }
 swap_size_kib() { awk -v d="$1" '$1 == d { print $3 }' /proc/swaps; }
 
 # swap_of_ours DEV: DEV is swap, and a loop device of a file of the test's
-# (under BASE).  Once the test's loop device is gone, the kernel may give
-# its name to one of a test beside it (VRAMFS_TEST_LOCK=shared).
-swap_of_ours() {
-  local file
-  swap_active "$1" && loop_backing "$1" file && [[ $file == "$BASE"/* ]]
-}
+# (functions.sh's ours).  Once the test's loop device is gone, the kernel
+# may give its name to one of a test beside it (VRAMFS_TEST_LOCK=shared).
+swap_of_ours() { swap_active "$1" && ours "$1"; }
 
 # assert_clean WHAT: nothing of the test's is left: no loop device, mount
 # or swap.  Every loop device loop_of saw is in BASE/seen (loop_of runs in

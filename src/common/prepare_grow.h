@@ -7,7 +7,7 @@
 // a memory-limited process could be OOM-killed meanwhile.  An ioctl runs
 // without that lock, so the memory of a grow is taken first, through this
 // ioctl on the data file; the truncate that follows finds it held and
-// only moves the end (page_cache::reserve_past_end).
+// only moves the end (page_cache::reserve_for_grow).
 #pragma once
 
 #include <linux/ioctl.h>

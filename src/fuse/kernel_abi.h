@@ -49,8 +49,8 @@ enum opcode : uint32_t {
   op_access = 34,
   op_create = 35,
   op_interrupt = 36,
-  op_ioctl = 39,
   op_destroy = 38,
+  op_ioctl = 39,
   op_batch_forget = 42,
   op_fallocate = 43,
   op_readdirplus = 44,
@@ -376,6 +376,8 @@ static_assert(sizeof(getattr_in) == 16);
 static_assert(sizeof(attr_out) == 104);
 static_assert(sizeof(setattr_in) == 88);
 static_assert(sizeof(open_in) == 8);
+static_assert(sizeof(ioctl_in) == 32);
+static_assert(sizeof(ioctl_out) == 16);
 static_assert(sizeof(open_out) == 16);
 static_assert(sizeof(release_in) == 24);
 static_assert(sizeof(flush_in) == 24);

@@ -179,6 +179,13 @@ answer do_lookup(filesystem &fs, const request &req, std::span<std::byte> out) {
   return error(ENOENT);
 }
 
+// Why a resize, or the memory for one, was refused.
+std::string resize_refusal(const filesystem &fs, int err) {
+  return err == -EFBIG    ? "it may not grow beyond max_size=" + format_size(fs.store.max_size())
+         : err == -EINVAL ? "not a whole number of " + format_size(fs.cache.block_size()) + " blocks"
+                          : std::string(strerror(-err));
+}
+
 // truncate: the file grows or shrinks within max_size (vramswap resize
 // takes stripes off or adds them).  Shrinking drops the data past the new
 // end and gives its memory back; growing in reserved mode takes the memory
@@ -199,9 +206,7 @@ int resize_data_file(filesystem &fs, uint64_t size) {
     if (size > old) fs.state.file_size.store(s);
   });
   if (err) {
-    std::string why = err == -EFBIG    ? "it may not grow beyond max_size=" + format_size(fs.store.max_size())
-                      : err == -EINVAL ? "not a whole number of " + format_size(fs.cache.block_size()) + " blocks"
-                                       : std::string(strerror(-err));
+    std::string why = resize_refusal(fs, err);
     log_warn("%s: cannot %s it from %s to %s: %s", fs.data_name.c_str(),
              size > old ? "grow" : "shrink", format_size(old).c_str(), format_size(size).c_str(),
              why.c_str());
@@ -379,9 +384,7 @@ answer do_ioctl(filesystem &fs, const request &req, std::span<std::byte> out) {
   memcpy(&size, req.payload.data(), sizeof size);
   if (int err = fs.cache.reserve_for_grow(size)) {
     log_warn("%s: cannot take the memory to grow it to %s: %s", fs.data_name.c_str(),
-             format_size(size).c_str(),
-             err == -EFBIG ? ("it may not grow beyond max_size=" + format_size(fs.store.max_size())).c_str()
-                           : strerror(-err));
+             format_size(size).c_str(), resize_refusal(fs, err).c_str());
     return error(-err);
   }
   return reply_with(out, ioctl_out{});
